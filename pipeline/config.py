@@ -1,0 +1,282 @@
+"""Settings, read once from the environment.
+
+Every setting has a documented default that runs the whole pipeline on one machine against the local
+broker (``aftercare broker start``). Pointing Aftercare at a real cluster means setting
+``KAFKA_BOOTSTRAP_SERVERS`` and, where the cluster needs them, the ``KAFKA_SECURITY_*`` /
+``KAFKA_SASL_*`` / ``KAFKA_SSL_*`` variables, which are passed through to every Kafka client.
+
+The table in :data:`VARIABLES` is the single list of what can be set; the README's configuration
+section and ``aftercare config`` are printed from it.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.names import INPUT_ROLES, TopicRole
+
+
+class ConfigError(ValueError):
+    """A setting has a value Aftercare cannot use. The message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    doc: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "",
+        "Comma-separated host:port list of an existing cluster. Empty: use the local broker "
+        "(127.0.0.1:AFTERCARE_BROKER_PORT), which `aftercare broker start` runs.",
+    ),
+    Variable("KAFKA_CLIENT_ID", "aftercare", "client.id prefix of every Kafka client."),
+    Variable(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    ),
+    Variable(
+        "KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with SASL_* protocols)."
+    ),
+    Variable("KAFKA_SASL_USERNAME", "", "SASL username."),
+    Variable("KAFKA_SASL_PASSWORD", "", "SASL password (from the environment only, never a file)."),
+    Variable("KAFKA_SSL_CAFILE", "", "PEM file of the CA that signed the brokers' certificates."),
+    Variable("KAFKA_SSL_CERTFILE", "", "PEM client certificate, for mutual TLS."),
+    Variable("KAFKA_SSL_KEYFILE", "", "PEM client key, for mutual TLS."),
+    Variable("KAFKA_SSL_KEY_PASSWORD", "", "Password of the client key, if it has one."),
+    Variable(
+        "AFTERCARE_TOPIC_PREFIX",
+        "",
+        "Prepended to every default topic name (e.g. `shop1.` gives `shop1.purchases`).",
+    ),
+    *(
+        Variable(
+            f"AFTERCARE_TOPIC_{role.name}",
+            "",
+            f"Full name of the `{role.value}` topic, overriding prefix + default.",
+        )
+        for role in TopicRole
+    ),
+    Variable(
+        "AFTERCARE_INPUT_PARTITIONS",
+        "8",
+        "Partitions of each input topic (purchases, shipments, app-usage, preferences); they must "
+        "be equal. The most worker processes that can share the load.",
+    ),
+    Variable(
+        "AFTERCARE_OUTPUT_PARTITIONS",
+        "8",
+        "Partitions of dispatch, deliveries and dead-letters. The most sender processes that can "
+        "share the load.",
+    ),
+    Variable(
+        "AFTERCARE_REPLICATION_FACTOR",
+        "1",
+        "Replication factor of the topics `aftercare topics create` makes (3 on a real cluster).",
+    ),
+    Variable(
+        "AFTERCARE_MAX_FUTURE_SECONDS",
+        "86400",
+        "An event whose occurred_at is further than this ahead of the clock is dead-lettered.",
+    ),
+    Variable(
+        "AFTERCARE_HOME",
+        "~/.cache/aftercare",
+        "Where the local broker's jars, data and log live (outside any checkout).",
+    ),
+    Variable("AFTERCARE_BROKER_PORT", "9092", "Client port of the local broker, on 127.0.0.1."),
+    Variable(
+        "AFTERCARE_BROKER_CONTROLLER_PORT",
+        "",
+        "KRaft controller port of the local broker. Empty: the client port + 1.",
+    ),
+    Variable("AFTERCARE_BROKER_HEAP", "1g", "JVM heap (-Xmx) of the local broker."),
+)
+
+_DEFAULTS: dict[str, str] = {v.name: v.default for v in VARIABLES}
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: str = field(default="", repr=False)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.protocol:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                self.ssl_certfile,
+                self.ssl_keyfile or None,
+                self.ssl_key_password or None,
+            )
+        return context
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """The single-node KRaft broker that `aftercare broker` runs for development and tests."""
+
+    home: Path
+    port: int
+    controller_port: int
+    heap: str
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str
+    uses_local_broker: bool
+    client_id: str
+    security: KafkaSecurity
+    topics: Mapping[TopicRole, str]
+    input_partitions: int
+    output_partitions: int
+    replication_factor: int
+    max_future_seconds: int
+    local_broker: LocalBroker
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip() or _DEFAULTS[name]
+
+        broker_port = _port(get, "AFTERCARE_BROKER_PORT")
+        controller = get("AFTERCARE_BROKER_CONTROLLER_PORT")
+        controller_port = (
+            _port(get, "AFTERCARE_BROKER_CONTROLLER_PORT") if controller else broker_port + 1
+        )
+        if controller_port == broker_port:
+            raise ConfigError(
+                "AFTERCARE_BROKER_CONTROLLER_PORT must differ from AFTERCARE_BROKER_PORT "
+                f"(both are {broker_port})."
+            )
+        local = LocalBroker(
+            home=Path(get("AFTERCARE_HOME")).expanduser(),
+            port=broker_port,
+            controller_port=controller_port,
+            heap=get("AFTERCARE_BROKER_HEAP"),
+        )
+        bootstrap = get("KAFKA_BOOTSTRAP_SERVERS")
+
+        protocol = get("KAFKA_SECURITY_PROTOCOL").upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}."
+            )
+        mechanism = get("KAFKA_SASL_MECHANISM").upper()
+        if protocol.startswith("SASL"):
+            if mechanism not in SASL_MECHANISMS:
+                raise ConfigError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM set to one of "
+                    f"{', '.join(SASL_MECHANISMS)} (got {mechanism or 'nothing'})."
+                )
+            if not get("KAFKA_SASL_USERNAME"):
+                raise ConfigError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                    "KAFKA_SASL_PASSWORD."
+                )
+        security = KafkaSecurity(
+            protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=get("KAFKA_SASL_USERNAME"),
+            sasl_password=get("KAFKA_SASL_PASSWORD"),
+            ssl_cafile=get("KAFKA_SSL_CAFILE"),
+            ssl_certfile=get("KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=get("KAFKA_SSL_KEYFILE"),
+            ssl_key_password=get("KAFKA_SSL_KEY_PASSWORD"),
+        )
+
+        prefix = get("AFTERCARE_TOPIC_PREFIX")
+        topics = {
+            role: get(f"AFTERCARE_TOPIC_{role.name}") or f"{prefix}{role.value}"
+            for role in TopicRole
+        }
+        names = list(topics.values())
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Two topic roles share one topic name: {sorted(names)}.")
+
+        return cls(
+            bootstrap_servers=bootstrap or local.bootstrap,
+            uses_local_broker=not bootstrap,
+            client_id=get("KAFKA_CLIENT_ID"),
+            security=security,
+            topics=topics,
+            input_partitions=_positive(get, "AFTERCARE_INPUT_PARTITIONS"),
+            output_partitions=_positive(get, "AFTERCARE_OUTPUT_PARTITIONS"),
+            replication_factor=_positive(get, "AFTERCARE_REPLICATION_FACTOR"),
+            max_future_seconds=_positive(get, "AFTERCARE_MAX_FUTURE_SECONDS"),
+            local_broker=local,
+        )
+
+    def topic(self, role: TopicRole) -> str:
+        return self.topics[role]
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        return tuple(self.topics[role] for role in INPUT_ROLES)
+
+    def role_of(self, topic: str) -> TopicRole:
+        for role, name in self.topics.items():
+            if name == topic:
+                return role
+        raise KeyError(f"{topic!r} is not one of Aftercare's topics")
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every aiokafka client (producer, consumer, admin) is built with."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security.protocol,
+        }
+        context = self.security.ssl_context()
+        if context is not None:
+            kwargs["ssl_context"] = context
+        if self.security.protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.security.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.security.sasl_username
+            kwargs["sasl_plain_password"] = self.security.sasl_password
+        return kwargs
+
+
+def _positive(get: Any, name: str) -> int:
+    raw = get(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive integer, got {raw!r}.") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {raw!r}.")
+    return value
+
+
+def _port(get: Any, name: str) -> int:
+    value = _positive(get, name)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}.")
+    return value
