@@ -1,0 +1,88 @@
+"""The local broker's lifecycle, on a throwaway broker of its own.
+
+It runs on a free port pair under a temporary AFTERCARE_HOME, so it never meets the broker a
+developer (or the session's ``broker`` fixture) runs on 9092; the jars are the shared ones,
+fetched once into the real home and passed on through AFTERCARE_KAFKA_LIBS.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import localkafka
+from pipeline.config import LocalBroker, Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def shared_libs() -> Path:
+    return localkafka.ensure_jars(Settings.from_env().local_broker)
+
+
+@pytest.fixture
+def scratch_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_libs: Path
+) -> Iterator[LocalBroker]:
+    monkeypatch.setenv(localkafka.LIBS_ENV, str(shared_libs))
+    port, controller_port = _free_ports(2)
+    broker = LocalBroker(
+        home=tmp_path / "home", port=port, controller_port=controller_port, heap="512m"
+    )
+    yield broker
+    localkafka.stop(broker)  # whatever the test did, leave no JVM behind
+
+
+def test_start_stop_and_restart_on_the_same_storage(scratch_broker: LocalBroker) -> None:
+    first = localkafka.start(scratch_broker)
+
+    assert first.running
+    assert first.pid is not None
+    assert first.bootstrap == scratch_broker.bootstrap
+    assert _accepts(scratch_broker.port)
+    # Proves the log4j config took: broker.log is written. (Not "Kafka Server started": Kafka logs
+    # that a few ms after the client port opens.)
+    controller = f"Awaiting socket connections on 127.0.0.1:{scratch_broker.controller_port}"
+    assert controller in first.log_path.read_text()
+    meta = first.data_dir / "data" / "meta.properties"
+    formatted = meta.read_bytes()
+
+    assert localkafka.start(scratch_broker).pid == first.pid
+
+    assert localkafka.stop(scratch_broker) is True
+    stopped = localkafka.status(scratch_broker)
+    assert not stopped.running
+    assert stopped.pid is None
+    assert not _accepts(scratch_broker.port)
+    assert localkafka.stop(scratch_broker) is False
+
+    again = localkafka.start(scratch_broker)
+    assert again.running
+    assert again.pid not in (None, first.pid)
+    assert meta.read_bytes() == formatted
+
+    assert localkafka.stop(scratch_broker) is True
+    assert not (again.data_dir / "broker.pid").exists()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
