@@ -101,6 +101,11 @@ VARIABLES: tuple[Variable, ...] = (
         "KRaft controller port of the local broker. Empty: the client port + 1.",
     ),
     Variable("AFTERCARE_BROKER_HEAP", "1g", "JVM heap (-Xmx) of the local broker."),
+    Variable(
+        "AFTERCARE_KAFKA_LIBS",
+        "",
+        "A folder of already fetched Kafka jars for the local broker, to skip the download.",
+    ),
 )
 
 _DEFAULTS: dict[str, str] = {v.name: v.default for v in VARIABLES}
@@ -153,6 +158,7 @@ class Settings:
     uses_local_broker: bool
     client_id: str
     security: KafkaSecurity
+    topic_prefix: str
     topics: Mapping[TopicRole, str]
     input_partitions: int
     output_partitions: int
@@ -188,7 +194,8 @@ class Settings:
         protocol = get("KAFKA_SECURITY_PROTOCOL").upper()
         if protocol not in SECURITY_PROTOCOLS:
             raise ConfigError(
-                f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}."
+                f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of "
+                f"{', '.join(SECURITY_PROTOCOLS)}."
             )
         mechanism = get("KAFKA_SASL_MECHANISM").upper()
         if protocol.startswith("SASL"):
@@ -227,6 +234,7 @@ class Settings:
             uses_local_broker=not bootstrap,
             client_id=get("KAFKA_CLIENT_ID"),
             security=security,
+            topic_prefix=prefix,
             topics=topics,
             input_partitions=_positive(get, "AFTERCARE_INPUT_PARTITIONS"),
             output_partitions=_positive(get, "AFTERCARE_OUTPUT_PARTITIONS"),

@@ -16,7 +16,8 @@ def _first_existing(*candidates: Path) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(
-        "none of these folders exists: " + ", ".join(str(c) for c in candidates)
+        "none of these folders exists: "
+        + ", ".join(str(c) for c in candidates)
         + " (a broken install: reinstall the aftercare package)"
     )
 
@@ -26,6 +27,4 @@ def schemas_dir() -> Path:
 
 
 def kafka_deploy_dir() -> Path:
-    return _first_existing(
-        _PACKAGE / "_bundled" / "kafka", _PACKAGE.parent / "deploy" / "kafka"
-    )
+    return _first_existing(_PACKAGE / "_bundled" / "kafka", _PACKAGE.parent / "deploy" / "kafka")

@@ -1,0 +1,79 @@
+"""Settings from the environment: defaults, overrides and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import VARIABLES, ConfigError, Settings
+from pipeline.names import TopicRole
+
+
+def test_defaults_use_the_local_broker_and_the_design_topic_names() -> None:
+    settings = Settings.from_env({})
+    assert settings.uses_local_broker
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.local_broker.controller_port == 9093
+    assert {role: settings.topic(role) for role in TopicRole} == {r: r.value for r in TopicRole}
+    assert settings.input_partitions == settings.output_partitions == 8
+    assert settings.kafka_client_kwargs() == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_an_existing_cluster_with_sasl_over_tls_is_passed_through() -> None:
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9093,k2:9093",
+            "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "aftercare",
+            "KAFKA_SASL_PASSWORD": "s3cret",
+        }
+    )
+    kwargs = settings.kafka_client_kwargs()
+    assert not settings.uses_local_broker
+    assert kwargs["bootstrap_servers"] == "k1:9093,k2:9093"
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert kwargs["sasl_plain_password"] == "s3cret"
+    assert kwargs["ssl_context"] is not None
+    assert "s3cret" not in repr(settings)
+
+
+def test_topic_names_take_a_prefix_and_per_topic_overrides() -> None:
+    settings = Settings.from_env(
+        {"AFTERCARE_TOPIC_PREFIX": "shop1.", "AFTERCARE_TOPIC_DEAD_LETTERS": "ops.dlq"}
+    )
+    assert settings.topic(TopicRole.PURCHASES) == "shop1.purchases"
+    assert settings.topic(TopicRole.DEAD_LETTERS) == "ops.dlq"
+    assert settings.role_of("shop1.app-usage") is TopicRole.APP_USAGE
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"AFTERCARE_INPUT_PARTITIONS": "many"}, "AFTERCARE_INPUT_PARTITIONS must be a positive"),
+        ({"AFTERCARE_REPLICATION_FACTOR": "0"}, "AFTERCARE_REPLICATION_FACTOR must be a positive"),
+        ({"AFTERCARE_BROKER_PORT": "70000"}, "must be a TCP port"),
+        ({"AFTERCARE_BROKER_CONTROLLER_PORT": "9092"}, "must differ"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "is not one of PLAINTEXT"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_MECHANISM"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"},
+            "needs KAFKA_SASL_USERNAME",
+        ),
+        ({"AFTERCARE_TOPIC_SHIPMENTS": "purchases"}, "share one topic name"),
+    ],
+)
+def test_unusable_settings_are_refused_with_the_variable_named(
+    env: dict[str, str], words: str
+) -> None:
+    with pytest.raises(ConfigError, match=words):
+        Settings.from_env(env)
+
+
+def test_every_variable_is_documented_once() -> None:
+    names = [variable.name for variable in VARIABLES]
+    assert len(names) == len(set(names))
+    assert all(variable.doc.strip() for variable in VARIABLES)
