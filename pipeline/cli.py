@@ -1,0 +1,269 @@
+"""The ``aftercare`` command.
+
+    aftercare broker start|stop|status    the local Kafka broker (not with KAFKA_BOOTSTRAP_SERVERS)
+    aftercare topics create|check         make and check every topic
+    aftercare produce TOPIC               JSON lines on stdin -> validated Avro records on TOPIC
+    aftercare consume TOPIC               decoded records of TOPIC as JSON lines
+    aftercare config                      every setting, its value and what it does
+    aftercare run                         the main job (what `make run` calls)
+
+Every failure ends in one line on stderr that says what went wrong and what to do, and a non-zero
+exit status; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from pipeline import localkafka
+from pipeline.config import VARIABLES, ConfigError, Settings
+from pipeline.names import TopicRole
+from pipeline.topics import TopicLayoutError, check_topics, ensure_topics
+
+
+class CommandError(Exception):
+    """A failure the user can fix; printed as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        result: int = args.handler(settings, args)
+        return result
+    except (CommandError, ConfigError, localkafka.LocalBrokerError, TopicLayoutError) as exc:
+        print(f"aftercare: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aftercare",
+        description="Post-purchase journey pipeline on Kafka.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    broker = commands.add_parser("broker", help="the local Kafka broker for development")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.set_defaults(handler=_broker)
+
+    topics = commands.add_parser("topics", help="create or check Aftercare's topics")
+    topics.add_argument("action", choices=["create", "check"])
+    topics.set_defaults(handler=_topics)
+
+    produce = commands.add_parser(
+        "produce",
+        help="encode JSON lines from stdin and produce them (validated as the worker would)",
+    )
+    produce.add_argument("topic", help="a topic role (purchases, shipments, ...) or a topic name")
+    produce.set_defaults(handler=_produce)
+
+    consume = commands.add_parser("consume", help="print decoded records of a topic as JSON lines")
+    consume.add_argument("topic", help="a topic role (deliveries, dead-letters, ...) or name")
+    consume.add_argument(
+        "--follow", action="store_true", help="keep waiting for new records (Ctrl-C ends)"
+    )
+    consume.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=2.0,
+        help="without --follow, stop after this long without a new record (default 2)",
+    )
+    consume.set_defaults(handler=_consume)
+
+    config = commands.add_parser("config", help="print every setting and its current value")
+    config.set_defaults(handler=_config)
+
+    run = commands.add_parser("run", help="the main job: what `make run` runs")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _broker(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.uses_local_broker is False:
+        print(
+            f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} is set: using that cluster, "
+            "no local broker is managed."
+        )
+        return 0
+    broker = settings.local_broker
+    if args.action == "start":
+        state = localkafka.start(broker)
+        print(f"Kafka is running at {state.bootstrap} (pid {state.pid}); log: {state.log_path}")
+    elif args.action == "stop":
+        if localkafka.stop(broker):
+            print(f"stopped the local broker at {broker.bootstrap}")
+        else:
+            print(f"no local broker was running at {broker.bootstrap}")
+    else:
+        state = localkafka.status(broker)
+        if state.running:
+            print(f"running at {state.bootstrap} (pid {state.pid}); log: {state.log_path}")
+        else:
+            print(f"not running (would listen on {state.bootstrap}); data: {state.data_dir}")
+            return 3
+    return 0
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    action = ensure_topics if args.action == "create" else check_topics
+    states = asyncio.run(action(settings))
+    width = max(len(state.name) for state in states)
+    for state in states:
+        note = "created" if state.created else "exists"
+        print(
+            f"{state.name:<{width}}  {state.partitions:>3} partitions  "
+            f"cleanup.policy={state.cleanup_policy:<7}  {note}"
+        )
+    print(f"the input topics are co-partitioned ({states[0].partitions} partitions each)")
+    return 0
+
+
+def _resolve_topic(settings: Settings, given: str) -> tuple[TopicRole, str]:
+    for role in TopicRole:
+        if given in (role.value, settings.topic(role)):
+            return role, settings.topic(role)
+    known = ", ".join(settings.topic(role) for role in TopicRole)
+    raise CommandError(f"{given!r} is not one of Aftercare's topics ({known})")
+
+
+def _produce(settings: Settings, args: argparse.Namespace) -> int:
+    role, topic = _resolve_topic(settings, args.topic)
+    return asyncio.run(_produce_lines(settings, role, topic))
+
+
+async def _produce_lines(settings: Settings, role: TopicRole, topic: str) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from pipeline.clock import SystemClock
+    from pipeline.codec import CodecError, SchemaSet
+    from pipeline.intake import DeadLetter, SourceRecord, admit
+    from pipeline.jsonio import from_json
+    from pipeline.names import INPUT_ROLES, RECORD_OF_TOPIC
+
+    schemas = SchemaSet.load()
+    full_name = RECORD_OF_TOPIC[role]
+    clock = SystemClock()
+    producer = AIOKafkaProducer(
+        client_id=f"{settings.client_id}-cli", acks="all", **settings.kafka_client_kwargs()
+    )
+    await producer.start()
+    sent = refused = 0
+    try:
+        for number, line in enumerate(sys.stdin, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = from_json(schemas.current(full_name).parsed, json.loads(line))
+                value = schemas.encode(full_name, record)
+            except (ValueError, CodecError) as exc:
+                print(f"line {number}: not sent: {exc}", file=sys.stderr)
+                refused += 1
+                continue
+            key = str(record.get("customer_id", "")).encode("utf-8")
+            if role in INPUT_ROLES:
+                # The same rules the worker applies, so a producer learns of a bad event here.
+                verdict = admit(
+                    schemas,
+                    role,
+                    SourceRecord(topic, -1, -1, key, value),
+                    now=clock.now(),
+                    max_future=timedelta(seconds=settings.max_future_seconds),
+                    consumer="cli",
+                )
+                if isinstance(verdict, DeadLetter):
+                    print(f"line {number}: not sent: {verdict.reason}", file=sys.stderr)
+                    refused += 1
+                    continue
+            await producer.send_and_wait(topic, value=value, key=key)
+            sent += 1
+    finally:
+        await producer.stop()
+    print(f"sent {sent} record(s) to {topic}" + (f", refused {refused}" if refused else ""))
+    return 1 if refused else 0
+
+
+def _consume(settings: Settings, args: argparse.Namespace) -> int:
+    role, topic = _resolve_topic(settings, args.topic)
+    try:
+        return asyncio.run(_consume_lines(settings, role, topic, args.follow, args.idle_seconds))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _consume_lines(
+    settings: Settings, role: TopicRole, topic: str, follow: bool, idle_seconds: float
+) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    from pipeline.codec import DecodeError, SchemaSet
+    from pipeline.jsonio import to_json
+    from pipeline.names import RECORD_OF_TOPIC
+
+    schemas = SchemaSet.load()
+    full_name = RECORD_OF_TOPIC[role]
+    consumer = AIOKafkaConsumer(
+        topic,
+        client_id=f"{settings.client_id}-cli",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **settings.kafka_client_kwargs(),
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=int(idle_seconds * 1000))
+            if not batches and not follow:
+                return 0
+            for messages in batches.values():
+                for message in messages:
+                    where = {"partition": message.partition, "offset": message.offset}
+                    try:
+                        decoded = schemas.decode(message.value, full_name)
+                        line: dict[str, Any] = {**where, "record": to_json(decoded.record)}
+                    except DecodeError as exc:
+                        line = {**where, "error": exc.kind.value, "reason": exc.reason}
+                    print(json.dumps(line, ensure_ascii=False), flush=True)
+    finally:
+        await consumer.stop()
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> int:
+    for variable in VARIABLES:
+        value = os.environ.get(variable.name, "")
+        if "PASSWORD" in variable.name and value:
+            value = "***"
+        shown = value or (f"{variable.default} (default)" if variable.default else "(empty)")
+        print(f"{variable.name}={shown}\n    {variable.doc}")
+    print(f"\nbootstrap servers in use: {settings.bootstrap_servers}")
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.uses_local_broker:
+        state = localkafka.start(settings.local_broker)
+        print(f"Kafka is running at {state.bootstrap} (pid {state.pid})")
+    else:
+        print(f"using the cluster at {settings.bootstrap_servers}")
+    _topics(settings, argparse.Namespace(action="create"))
+    print(
+        "\nThe broker and the topic contract are ready. Produce events to the input topics as "
+        "the README shows (`aftercare produce purchases < events.jsonl`), read them back with "
+        "`aftercare consume`, and stop the broker with `make broker-down`."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
