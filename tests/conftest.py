@@ -8,7 +8,6 @@ with a unique prefix and deleted at the end, so runs never see each other's reco
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,24 +16,13 @@ import pytest
 from pipeline import localkafka
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
-from pipeline.topics import admin_client, ensure_topics
+from pipeline.topics import ensure_topics
+from tests.support import delete_topics_with_prefix, settings_for
 
 
 @pytest.fixture(scope="session")
 def schemas() -> SchemaSet:
     return SchemaSet.load()
-
-
-def settings_for(prefix: str, **overrides: str) -> Settings:
-    """Settings from the environment, with the given topic prefix and small partition counts."""
-    env = {
-        **os.environ,
-        "AFTERCARE_TOPIC_PREFIX": prefix,
-        "AFTERCARE_INPUT_PARTITIONS": "4",
-        "AFTERCARE_OUTPUT_PARTITIONS": "2",
-        **overrides,
-    }
-    return Settings.from_env(env)
 
 
 @pytest.fixture(scope="session")
@@ -62,14 +50,3 @@ async def kafka(broker: Settings) -> AsyncIterator[Settings]:
     await ensure_topics(settings)
     yield settings
     await delete_topics_with_prefix(settings, prefix)
-
-
-async def delete_topics_with_prefix(settings: Settings, prefix: str) -> None:
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        doomed = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if doomed:
-            await admin.delete_topics(doomed)
-    finally:
-        await admin.close()

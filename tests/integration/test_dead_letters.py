@@ -20,9 +20,9 @@ from pipeline.config import Settings
 from pipeline.intake import DEAD_LETTER, Admitted, Intake, SourceRecord, Tombstone
 from pipeline.names import INPUT_ROLES, TopicRole
 from pipeline.topics import ensure_topics
-from tests.conftest import delete_topics_with_prefix, settings_for
 from tests.integration.kafkatools import Offsets, end_offsets, read_range, wait_for_new
 from tests.samples import FULL_NAMES, SAMPLES, T0
+from tests.support import delete_topics_with_prefix, settings_for
 
 pytestmark = pytest.mark.integration
 

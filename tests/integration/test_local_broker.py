@@ -15,6 +15,7 @@ import pytest
 
 from pipeline import localkafka
 from pipeline.config import LocalBroker, Settings
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def scratch_broker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_libs: Path
 ) -> Iterator[LocalBroker]:
     monkeypatch.setenv(localkafka.LIBS_ENV, str(shared_libs))
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     broker = LocalBroker(
         home=tmp_path / "home", port=port, controller_port=controller_port, heap="512m"
     )
@@ -67,17 +68,6 @@ def test_start_stop_and_restart_on_the_same_storage(scratch_broker: LocalBroker)
 
     assert localkafka.stop(scratch_broker) is True
     assert not (again.data_dir / "broker.pid").exists()
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _accepts(port: int) -> bool:

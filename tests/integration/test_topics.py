@@ -11,7 +11,7 @@ from aiokafka.admin import NewTopic
 from pipeline.config import Settings
 from pipeline.names import INPUT_ROLES, TopicRole
 from pipeline.topics import TopicLayoutError, admin_client, check_topics, ensure_topics
-from tests.conftest import delete_topics_with_prefix, settings_for
+from tests.support import delete_topics_with_prefix, settings_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ import pytest
 from pipeline import localkafka
 from pipeline.config import LocalBroker
 from pipeline.localkafka import LocalBrokerError
+from tests.support import free_ports
 
 
 def _broker(home: Path, port: int = 39092, controller_port: int = 39093) -> LocalBroker:
@@ -108,7 +109,7 @@ def test_missing_java_is_one_line_that_says_how_to_install_it(bare_path: Path) -
 
 def test_start_without_java_fails_before_touching_any_jar(tmp_path: Path, bare_path: Path) -> None:
     with pytest.raises(LocalBrokerError, match="`java` was not found"):
-        localkafka.start(_broker(tmp_path / "home", *_free_ports(2)))
+        localkafka.start(_broker(tmp_path / "home", *free_ports(2)))
 
     assert not (tmp_path / "home" / f"kafka-{localkafka.KAFKA_VERSION}").exists()
 
@@ -182,7 +183,7 @@ def test_start_refuses_a_port_something_else_listens_on(tmp_path: Path) -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        broker = _broker(tmp_path, port, _free_ports(1)[0])
+        broker = _broker(tmp_path, port, free_ports(1)[0])
 
         with pytest.raises(LocalBrokerError, match=f"something else listens on 127.0.0.1:{port}"):
             localkafka.start(broker)
@@ -203,14 +204,3 @@ def test_a_pid_file_naming_another_process_is_stale_and_never_signalled(tmp_path
 def test_stopping_a_broker_that_never_ran_does_nothing(tmp_path: Path) -> None:
     assert localkafka.stop(_broker(tmp_path)) is False
     assert not (tmp_path / "broker-39092").exists()
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
