@@ -1,0 +1,12 @@
+"""What is a journey?
+
+A journey is what a customer should hear from us after one thing happened: an order placed, a
+parcel delivered, a week of silence in the app. It has steps, each due a fixed time after that
+event's own time, each sent on the first channel the customer allows that works, each only while
+it is still worth sending. Policies shared by all journeys (consent, quiet hours, frequency caps,
+exits, expiry) decide, at the moment a step is due, whether it goes out or why it does not.
+
+This package is the pure core: :mod:`model` (events, state, commands), :mod:`rules` (the journeys
+file), :mod:`policies` and :mod:`engine` (``decide``). It imports no I/O library and never reads the
+clock; the worker brings events in, the time, and carries the commands out.
+"""

@@ -1,0 +1,670 @@
+"""``decide(state, event, now) -> Decision``: the whole of Aftercare's judgement, without I/O.
+
+One call handles one event of one customer, in five moves:
+
+1. **De-duplicate**: an ``event_id`` seen before changes nothing.
+2. **Apply** the event to what we know: contact, preferences, orders and their shipments, app
+   activity. An event that is older than what it would replace is *stale* (a SHIPPED after the
+   DELIVERED of the same parcel, a DELAYED after the delivery, preferences older than the ones
+   applied) and changes nothing.
+3. **Exit**: a cancellation, refund or return ends the order's pending touchpoints at once, as the
+   journeys file's ``exits`` and each journey's ``exit_on`` say. Each becomes a SUPPRESSED outcome.
+4. **Start** the journeys the event triggers (once per scope), scheduling every step at the
+   trigger's event time plus the step's delay, and arm the re-engagement watch.
+5. **Fire** whatever is due now: expiry, conditions, marketing opt-in, consent and addresses, quiet
+   hours (defer) and frequency caps decide between sending it and recording why not.
+
+Every touchpoint that is scheduled ends in exactly one ``SendTouchpoint`` or ``CancelTouchpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from pipeline.journeys import policies
+from pipeline.journeys.model import (
+    PHONE_CHANNELS,
+    AppUsageEvent,
+    CancelTouchpoint,
+    Command,
+    Contact,
+    CustomerState,
+    Decision,
+    Event,
+    OrderState,
+    Outcome,
+    Pending,
+    Preferences,
+    PreferencesErased,
+    PreferencesEvent,
+    Priority,
+    PurchaseEvent,
+    Recipient,
+    ScheduleTouchpoint,
+    SendTouchpoint,
+    ShipmentEvent,
+    ShipmentState,
+    Touchpoint,
+    TouchpointContext,
+    Wake,
+)
+from pipeline.journeys.rules import APP_QUIET, Condition, JourneyBook, JourneyRule
+
+# How far a parcel has come. DELAYED and DELIVERY_FAILED are news only before DELIVERED.
+SHIPMENT_STAGES = {
+    "LABEL_CREATED": 1,
+    "SHIPPED": 2,
+    "OUT_FOR_DELIVERY": 3,
+    "DELIVERED": 4,
+    "RETURNED": 5,
+}
+DELIVERED_STAGE = SHIPMENT_STAGES["DELIVERED"]
+CLOSING_KINDS = ("ORDER_CANCELLED", "ORDER_REFUNDED")
+APP_ACTIVITY = frozenset(
+    {
+        "APP_OPENED",
+        "FEATURE_USED",
+        "SETUP_COMPLETED",
+        "PUSH_TOKEN_REGISTERED",
+        "FEEDBACK_SUBMITTED",
+        "SUPPORT_REQUESTED",
+    }
+)
+SEEN_EVENT_IDS = 256  # per customer; redeliveries come within minutes, not hundreds of events
+ORDER_RETENTION = timedelta(days=120)  # an order with nothing pending is forgotten after this
+
+
+class _Trigger:
+    """What started a journey: the event, and the order and parcel it is about."""
+
+    __slots__ = ("event_id", "kind", "occurred_at", "order_id", "rating", "reason", "shipment_id")
+
+    def __init__(
+        self,
+        kind: str,
+        event_id: str,
+        occurred_at: datetime,
+        order_id: str | None,
+        shipment_id: str | None = None,
+        rating: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.event_id = event_id
+        self.occurred_at = occurred_at
+        self.order_id = order_id
+        self.shipment_id = shipment_id
+        self.rating = rating
+        self.reason = reason
+
+
+class JourneyEngine:
+    def __init__(self, book: JourneyBook) -> None:
+        self.book = book
+
+    # -- the entry point ---------------------------------------------------------------------
+
+    def decide(self, state: CustomerState | None, event: Event, now: datetime) -> Decision:
+        state = state if state is not None else CustomerState(event.customer_id)
+        if event.event_id:
+            if event.event_id in state.seen_event_ids:
+                return Decision(state, used=False, note="duplicate")
+            seen = (*state.seen_event_ids, event.event_id)[-SEEN_EVENT_IDS:]
+            state = replace(state, seen_event_ids=seen)
+
+        applied, trigger = self._apply(state, event)
+        commands: list[Command] = []
+        note = ""
+        if applied is None:
+            note = "stale"  # it changes nothing, but time may still have passed: fire below
+        else:
+            state = applied
+        if trigger is not None:
+            state = self._exit(state, trigger, commands)
+            state = self._start(state, trigger, now, commands)
+        state = self._watch_app_quiet(state, now, commands)
+        state = self._fire(state, now, commands)
+        state = self._forget(state, now)
+        return Decision(state, tuple(commands), used=applied is not None, note=note)
+
+    def next_wakeup(self, state: CustomerState) -> datetime | None:
+        """When ``decide`` should next be called with a :class:`Wake` for this customer."""
+        times = [pending.not_before for pending in state.pending]
+        watch = self._app_quiet_at(state)
+        if watch is not None:
+            times.append(watch)
+        return min(times, default=None)
+
+    # -- 2. apply ------------------------------------------------------------------------------
+
+    def _apply(
+        self, state: CustomerState, event: Event
+    ) -> tuple[CustomerState | None, _Trigger | None]:
+        """The new state and what it triggers; (None, None) when the event is stale."""
+        if isinstance(event, PurchaseEvent):
+            return self._apply_purchase(state, event)
+        if isinstance(event, ShipmentEvent):
+            return self._apply_shipment(state, event)
+        if isinstance(event, AppUsageEvent):
+            return self._apply_app_usage(state, event)
+        if isinstance(event, PreferencesEvent):
+            return self._apply_preferences(state, event), None
+        if isinstance(event, PreferencesErased):
+            return replace(state, preferences=Preferences(updated_at=event.occurred_at)), None
+        if isinstance(event, Wake):
+            return state, None
+        raise TypeError(f"not an event: {event!r}")
+
+    def _apply_purchase(
+        self, state: CustomerState, event: PurchaseEvent
+    ) -> tuple[CustomerState | None, _Trigger | None]:
+        order = state.order(event.order_id) or OrderState(event.order_id)
+        if event.contact is not None:
+            state = _with_contact(
+                state,
+                event.occurred_at,
+                email=event.contact.email,
+                phone=event.contact.phone,
+                locale=event.contact.locale,
+                timezone=event.contact.timezone,
+            )
+        if event.kind == "ORDER_PLACED":
+            order = replace(
+                order,
+                placed_at=order.placed_at or event.occurred_at,
+                items=event.items or order.items,
+                total_minor=event.total_minor,
+                currency=event.currency,
+            )
+        elif event.kind in CLOSING_KINDS:
+            order = replace(order, closed_by=order.closed_by or event.kind)
+            if event.kind == "ORDER_REFUNDED":
+                order = replace(order, total_minor=event.total_minor or order.total_minor)
+        order = replace(order, last_event_at=_later(order.last_event_at, event.occurred_at))
+        trigger = _Trigger(
+            event.kind,
+            event.event_id,
+            event.occurred_at,
+            event.order_id,
+            reason=event.reason,
+        )
+        return _with_order(state, order), trigger
+
+    def _apply_shipment(
+        self, state: CustomerState, event: ShipmentEvent
+    ) -> tuple[CustomerState | None, _Trigger | None]:
+        order = state.order(event.order_id) or OrderState(event.order_id)
+        parcel = order.shipment(event.shipment_id)
+        stage = SHIPMENT_STAGES.get(event.kind)
+        if stage is not None:
+            if parcel is not None and parcel.stage >= stage:
+                return None, None  # e.g. SHIPPED after DELIVERED: old news
+            parcel = ShipmentState(
+                shipment_id=event.shipment_id,
+                stage=stage,
+                stage_at=event.occurred_at,
+                carrier=event.carrier or (parcel.carrier if parcel else None),
+                tracking_url=event.tracking_url or (parcel.tracking_url if parcel else None),
+                eta=event.eta or (parcel.eta if parcel else None),
+                reason=event.reason,
+            )
+        else:  # DELAYED, DELIVERY_FAILED: news only while the parcel is on its way
+            if order.max_stage >= DELIVERED_STAGE or (
+                parcel is not None and event.occurred_at < parcel.stage_at
+            ):
+                return None, None
+            parcel = ShipmentState(
+                shipment_id=event.shipment_id,
+                stage=parcel.stage if parcel else 0,
+                stage_at=parcel.stage_at if parcel else event.occurred_at,
+                carrier=event.carrier or (parcel.carrier if parcel else None),
+                tracking_url=event.tracking_url or (parcel.tracking_url if parcel else None),
+                eta=event.eta or (parcel.eta if parcel else None),
+                reason=event.reason,
+            )
+        shipments = tuple(s for s in order.shipments if s.shipment_id != event.shipment_id)
+        order = replace(
+            order,
+            shipments=(*shipments, parcel),
+            last_event_at=_later(order.last_event_at, event.occurred_at),
+        )
+        if event.kind == "DELIVERED" and order.delivered_at is None:
+            order = replace(order, delivered_at=event.occurred_at)
+        if event.kind == "RETURNED" and order.returned_at is None:
+            order = replace(order, returned_at=event.occurred_at)
+        trigger = _Trigger(
+            event.kind,
+            event.event_id,
+            event.occurred_at,
+            event.order_id,
+            shipment_id=event.shipment_id,
+            reason=event.reason,
+        )
+        return _with_order(state, order), trigger
+
+    def _apply_app_usage(
+        self, state: CustomerState, event: AppUsageEvent
+    ) -> tuple[CustomerState | None, _Trigger | None]:
+        if event.kind in APP_ACTIVITY:
+            state = replace(
+                state, last_app_activity=_later(state.last_app_activity, event.occurred_at)
+            )
+        if event.kind == "PUSH_TOKEN_REGISTERED" and event.push_token:
+            state = replace(state, contact=replace(state.contact, push_token=event.push_token))
+        # An order known only from the app (its purchase not seen yet) is still an order: "once
+        # per order" must hold for it too.
+        order = (
+            (state.order(event.order_id) or OrderState(event.order_id)) if event.order_id else None
+        )
+        if order is not None:
+            order = replace(order, last_event_at=_later(order.last_event_at, event.occurred_at))
+        if event.kind == "SETUP_COMPLETED":
+            if order is not None:
+                order = replace(
+                    order, setup_completed_at=_later(order.setup_completed_at, event.occurred_at)
+                )
+            else:  # setup of "the product": counts for every delivered order
+                state = replace(
+                    state,
+                    orders=tuple(
+                        replace(
+                            o, setup_completed_at=_later(o.setup_completed_at, event.occurred_at)
+                        )
+                        if o.delivered_at is not None
+                        else o
+                        for o in state.orders
+                    ),
+                )
+        if event.kind == "FEEDBACK_SUBMITTED" and order is not None:
+            order = replace(order, rating=event.rating)
+        if order is not None:
+            state = _with_order(state, order)
+        trigger = _Trigger(
+            event.kind, event.event_id, event.occurred_at, event.order_id, rating=event.rating
+        )
+        return state, trigger
+
+    def _apply_preferences(
+        self, state: CustomerState, event: PreferencesEvent
+    ) -> CustomerState | None:
+        known = state.preferences.updated_at
+        if known is not None and event.occurred_at < known:
+            return None  # an older picture than the one we have
+        state = replace(
+            state,
+            preferences=Preferences(
+                consent=event.consent,
+                marketing_opt_in=event.marketing_opt_in,
+                quiet_hours=event.quiet_hours,
+                updated_at=event.occurred_at,
+            ),
+        )
+        return _with_contact(
+            state,
+            event.occurred_at,
+            email=event.email,
+            phone=event.phone,
+            locale=event.locale,
+            timezone=event.timezone,
+        )
+
+    # -- 3. exit -------------------------------------------------------------------------------
+
+    def _exit(
+        self, state: CustomerState, trigger: _Trigger, commands: list[Command]
+    ) -> CustomerState:
+        reach = self.book.exits.get(trigger.kind)
+        stage = SHIPMENT_STAGES.get(trigger.kind, 0)
+        keep: list[Pending] = []
+        for pending in state.pending:
+            touchpoint = pending.touchpoint
+            journey = self.book.journey(touchpoint.journey)
+            reason = ""
+            if touchpoint.order_id != trigger.order_id:
+                pass
+            elif (
+                reach == "all"
+                or (reach == "engagement" and touchpoint.priority is not Priority.TRANSACTIONAL)
+                or (journey is not None and trigger.kind in journey.exit_on)
+            ):
+                reason = f"exit:{trigger.kind}"
+            elif (
+                journey is not None
+                and touchpoint.context.shipment_id == trigger.shipment_id
+                and _news_stage(journey.trigger) < stage
+            ):
+                # A parcel alert still waiting (quiet hours) is old news once the parcel moved on.
+                reason = f"superseded:{trigger.kind}"
+            if reason:
+                commands.append(CancelTouchpoint(touchpoint, Outcome.SUPPRESSED, reason))
+            else:
+                keep.append(pending)
+        return replace(state, pending=tuple(keep))
+
+    # -- 4. start ------------------------------------------------------------------------------
+
+    def _start(
+        self, state: CustomerState, trigger: _Trigger, now: datetime, commands: list[Command]
+    ) -> CustomerState:
+        order = state.order(trigger.order_id) if trigger.order_id else None
+        for journey in self.book.triggered_by(trigger.kind):
+            if order is not None and self._exited(order, journey, trigger.kind):
+                continue
+            scope = _scope_key(journey, trigger)
+            if (
+                order is not None
+                and journey.scope in ("order", "shipment")
+                and scope in order.started
+            ):
+                continue  # once per order (or parcel)
+            if _failed(journey.conditions, state, order, trigger.occurred_at, trigger.rating):
+                continue
+            context = self._context(order, trigger)
+            state = self._schedule(state, journey, scope, trigger, context, now, commands)
+            if order is not None and journey.scope in ("order", "shipment"):
+                order = replace(order, started=(*order.started, scope))
+                state = _with_order(state, order)
+        return state
+
+    def _exited(self, order: OrderState, journey: JourneyRule, kind: str) -> bool:
+        """Whether an exit that already happened to ``order`` keeps ``journey`` from starting."""
+        if kind in self.book.exits:
+            return False  # an exit's own journeys (cancellation, refund) always start
+        happened = [order.closed_by] if order.closed_by else []
+        if order.returned_at is not None:
+            happened.append("RETURNED")
+        for exit_kind in happened:
+            reach = self.book.exits.get(exit_kind)
+            if reach == "all" or (
+                reach == "engagement" and journey.priority is not Priority.TRANSACTIONAL
+            ):
+                return True
+        return False
+
+    def _schedule(
+        self,
+        state: CustomerState,
+        journey: JourneyRule,
+        scope: str,
+        trigger: _Trigger,
+        context: TouchpointContext,
+        now: datetime,
+        commands: list[Command],
+    ) -> CustomerState:
+        added: list[Pending] = []
+        for step in journey.steps:
+            due = trigger.occurred_at + step.delay
+            touchpoint = Touchpoint(
+                touchpoint_id=touchpoint_id(state.customer_id, scope, journey.name, step.name, due),
+                customer_id=state.customer_id,
+                journey=journey.name,
+                step=step.name,
+                order_id=trigger.order_id,
+                priority=journey.priority,
+                urgent=journey.urgent,
+                channels=step.channels,
+                template=step.template,
+                context=replace(context, variables=step.variables),
+                trigger_event_id=trigger.event_id,
+                trigger_occurred_at=trigger.occurred_at,
+                due_at=due,
+                expires_at=due + step.validity,
+            )
+            if any(p.touchpoint_id == touchpoint.touchpoint_id for p in state.pending):
+                continue
+            if due > now:
+                commands.append(ScheduleTouchpoint(touchpoint))
+            added.append(Pending(touchpoint, not_before=due))
+        return replace(state, pending=(*state.pending, *added))
+
+    def _context(self, order: OrderState | None, trigger: _Trigger) -> TouchpointContext:
+        parcel = order.shipment(trigger.shipment_id) if order and trigger.shipment_id else None
+        items = order.items if order else ()
+        return TouchpointContext(
+            items=items,
+            total_minor=order.total_minor if order else None,
+            currency=order.currency if order else None,
+            shipment_id=trigger.shipment_id,
+            carrier=parcel.carrier if parcel else None,
+            tracking_url=parcel.tracking_url if parcel else None,
+            eta=parcel.eta if parcel else None,
+            reason=trigger.reason,
+            categories=tuple(sorted({item.category for item in items})),
+            rating=trigger.rating,
+        )
+
+    def _app_quiet_at(self, state: CustomerState) -> datetime | None:
+        """When the app-quiet watch goes off, if it is armed."""
+        if state.last_app_activity is None or state.reengaged_for == state.last_app_activity:
+            return None
+        spans = [j.quiet_for for j in self.book.journeys if j.trigger == APP_QUIET and j.quiet_for]
+        if not spans:
+            return None
+        return state.last_app_activity + min(spans)
+
+    def _watch_app_quiet(
+        self, state: CustomerState, now: datetime, commands: list[Command]
+    ) -> CustomerState:
+        """Start re-engagement once the app has been quiet long enough; once per quiet spell."""
+        quiet_since = self._app_quiet_at(state)
+        if quiet_since is None or now < quiet_since:
+            return state
+        last = state.last_app_activity
+        for journey in self.book.triggered_by(APP_QUIET):  # at most one (the reader checks)
+            trigger = _Trigger(APP_QUIET, f"app-quiet:{_millis(quiet_since)}", quiet_since, None)
+            if _failed(journey.conditions, state, None, quiet_since, None) is None:
+                scope = _scope_key(journey, trigger)
+                state = self._schedule(
+                    state, journey, scope, trigger, TouchpointContext(), now, commands
+                )
+        return replace(state, reengaged_for=last)
+
+    # -- 5. fire -------------------------------------------------------------------------------
+
+    def _fire(self, state: CustomerState, now: datetime, commands: list[Command]) -> CustomerState:
+        keep: list[Pending] = []
+        for pending in sorted(state.pending, key=lambda p: (p.not_before, p.touchpoint_id)):
+            if pending.not_before > now:
+                keep.append(pending)
+                continue
+            state, command, deferred = self._fire_one(state, pending, now)
+            if deferred is not None:
+                keep.append(deferred)
+            if command is not None:
+                commands.append(command)
+        return replace(state, pending=tuple(keep))
+
+    def _fire_one(
+        self, state: CustomerState, pending: Pending, now: datetime
+    ) -> tuple[CustomerState, Command | None, Pending | None]:
+        touchpoint = pending.touchpoint
+
+        def cancel(outcome: Outcome, reason: str, detail: str = "") -> CancelTouchpoint:
+            return CancelTouchpoint(touchpoint, outcome, reason, detail)
+
+        if policies.expired(touchpoint, now):
+            detail = f"valid until {touchpoint.expires_at.isoformat()}, fired {now.isoformat()}"
+            return state, cancel(Outcome.EXPIRED, "expired", detail), None
+        journey = self.book.journey(touchpoint.journey)
+        if journey is None:
+            return state, cancel(Outcome.SUPPRESSED, "journey_disabled"), None
+        step = next((s for s in journey.steps if s.name == touchpoint.step), None)
+        if step is None:
+            return state, cancel(Outcome.SUPPRESSED, "journey_disabled"), None
+        order = state.order(touchpoint.order_id) if touchpoint.order_id else None
+        failed = _failed(
+            (*journey.conditions, *step.conditions),
+            state,
+            order,
+            touchpoint.trigger_occurred_at,
+            touchpoint.context.rating,
+        )
+        if failed is not None:
+            return state, cancel(Outcome.SUPPRESSED, f"condition:{failed.name}"), None
+        if touchpoint.priority is Priority.MARKETING and not state.preferences.marketing_opt_in:
+            return state, cancel(Outcome.SUPPRESSED, "no_marketing_opt_in"), None
+        channels, why_not = policies.usable_channels(state, touchpoint)
+        if not channels:
+            return state, cancel(Outcome.SUPPRESSED, why_not), None
+
+        timezone = policies.zone(state.contact.timezone or self.book.timezone)
+        quiet = state.preferences.quiet_hours or self.book.quiet_hours
+        if (
+            not touchpoint.urgent
+            and policies.holds_for_phone(channels)
+            and policies.in_quiet_hours(quiet, now, timezone)
+        ):
+            wake = policies.quiet_hours_end(quiet, now, timezone)
+            if wake <= touchpoint.expires_at:
+                return state, None, replace(pending, not_before=wake)
+            # It would expire while waiting: reach the customer where it does not ring, if we can.
+            silent = tuple(c for c in channels if c not in PHONE_CHANNELS)
+            if not silent:
+                detail = f"quiet hours end {wake.isoformat()}, after its validity"
+                return state, cancel(Outcome.EXPIRED, "quiet_hours", detail), None
+            channels = silent
+
+        if touchpoint.priority is not Priority.TRANSACTIONAL:
+            caps = self.book.frequency_caps
+            sends = policies.recent_sends(state.engagement_sends, caps, now)
+            if policies.capped(sends, caps, now):
+                return (
+                    replace(state, engagement_sends=sends),
+                    cancel(Outcome.SUPPRESSED, "frequency_cap"),
+                    None,
+                )
+            state = replace(state, engagement_sends=(*sends, now))
+        recipient = Recipient(
+            email=state.contact.email,
+            phone=state.contact.phone,
+            push_token=state.contact.push_token,
+            locale=state.contact.locale or self.book.locale,
+            timezone=state.contact.timezone or self.book.timezone,
+        )
+        return state, SendTouchpoint(touchpoint, channels, recipient), None
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    def _forget(self, state: CustomerState, now: datetime) -> CustomerState:
+        """Drop orders long finished, so a customer's state does not grow for ever."""
+        busy = {p.touchpoint.order_id for p in state.pending}
+        orders = tuple(
+            o
+            for o in state.orders
+            if o.order_id in busy
+            or o.last_event_at is None
+            or now - o.last_event_at < ORDER_RETENTION
+        )
+        if len(orders) == len(state.orders):
+            return state
+        return replace(state, orders=orders)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def touchpoint_id(customer_id: str, scope: str, journey: str, step: str, due: datetime) -> str:
+    """Deterministic: one touchpoint has one id, on any worker, after any restart."""
+    key = f"{customer_id}\x1f{scope}\x1f{journey}\x1f{step}\x1f{_millis(due)}"
+    return "tp_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _news_stage(kind: str) -> int:
+    """How far along a parcel news of ``kind`` is; 0 for anything that is not parcel news."""
+    if kind in ("DELAYED", "DELIVERY_FAILED"):
+        return DELIVERED_STAGE - 1  # news only until the parcel arrives
+    return SHIPMENT_STAGES.get(kind, 99)
+
+
+def _scope_key(journey: JourneyRule, trigger: _Trigger) -> str:
+    order = trigger.order_id or "-"
+    if journey.scope == "shipment":
+        return f"{journey.name}/{order}/{trigger.shipment_id}"
+    if journey.scope == "event":
+        return f"{journey.name}/{order}/{trigger.event_id}"
+    if journey.scope == "customer":
+        return f"{journey.name}/{trigger.event_id}"
+    return f"{journey.name}/{order}"
+
+
+def _failed(
+    conditions: tuple[Condition, ...],
+    state: CustomerState,
+    order: OrderState | None,
+    trigger_at: datetime,
+    rating: int | None,
+) -> Condition | None:
+    """The first condition that does not hold, or None."""
+    for condition in conditions:
+        if not _holds(condition, state, order, trigger_at, rating):
+            return condition
+    return None
+
+
+def _holds(
+    condition: Condition,
+    state: CustomerState,
+    order: OrderState | None,
+    trigger_at: datetime,
+    rating: int | None,
+) -> bool:
+    name = condition.name
+    if name == "not_shipped":
+        return order is None or order.max_stage < SHIPMENT_STAGES["SHIPPED"]
+    if name == "not_delivered":
+        return order is None or order.delivered_at is None
+    if name == "not_returned":
+        return order is None or order.returned_at is None
+    if name == "not_closed":
+        return order is None or order.closed_by is None
+    if name == "no_setup_since_delivery":
+        if order is None or order.delivered_at is None:
+            return True
+        return order.setup_completed_at is None or order.setup_completed_at < order.delivered_at
+    if name == "no_feedback_yet":
+        return order is None or order.rating is None
+    if name == "app_quiet_since_trigger":
+        return state.last_app_activity is None or state.last_app_activity <= trigger_at
+    if name == "rating_at_most":
+        return rating is not None and condition.value is not None and rating <= condition.value
+    if name == "rating_at_least":
+        return rating is not None and condition.value is not None and rating >= condition.value
+    raise ValueError(f"unknown condition {name}")  # the journeys file reader prevents this
+
+
+def _with_order(state: CustomerState, order: OrderState) -> CustomerState:
+    others = tuple(o for o in state.orders if o.order_id != order.order_id)
+    return replace(state, orders=(*others, order))
+
+
+def _with_contact(
+    state: CustomerState,
+    at: datetime,
+    *,
+    email: str | None,
+    phone: str | None,
+    locale: str | None,
+    timezone: str | None,
+) -> CustomerState:
+    known = state.contact
+    if known.updated_at is not None and at < known.updated_at:
+        return state  # older than what we know
+    contact = Contact(
+        email=email or known.email,
+        phone=phone or known.phone,
+        push_token=known.push_token,
+        locale=locale or known.locale,
+        timezone=timezone or known.timezone,
+        updated_at=at,
+    )
+    return replace(state, contact=contact)
+
+
+def _later(known: datetime | None, candidate: datetime) -> datetime:
+    return candidate if known is None or candidate > known else known
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

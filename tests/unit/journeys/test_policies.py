@@ -1,0 +1,265 @@
+"""The policies that apply across journeys, one behaviour per test."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.journeys.model import QuietHours, SendTouchpoint
+from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
+from pipeline.journeys.rules import FrequencyCap
+from tests.unit.journeys.scenario import (
+    T0,
+    Scenario,
+    app,
+    book_with,
+    parcel,
+    placed,
+    prefs,
+    purchase,
+)
+
+DAY = timedelta(days=1)
+BERLIN = zone("Europe/Berlin")
+
+
+def test_an_email_opt_out_is_honoured_even_for_transactional_messages() -> None:
+    run = Scenario()
+    run.feed(prefs(email=False, in_app=False))
+    run.feed(placed())
+    assert run.sent() == []
+    assert ("order_confirmation", "SUPPRESSED", "no_consent") in run.cancelled()
+
+
+def test_no_address_for_any_allowed_channel_is_recorded_as_such() -> None:
+    run = Scenario()
+    run.feed(prefs(email=False, in_app=False, sms=True, phone=None))
+    run.feed(placed())
+    run.feed(parcel("SHIPPED", T0 + DAY))
+    assert ("shipped", "SUPPRESSED", "no_address") in run.cancelled()
+
+
+def test_engagement_never_goes_to_a_channel_without_consent() -> None:
+    run = Scenario()
+    run.feed(prefs(email=False, push=False, in_app=True))
+    run.feed(placed())
+    run.feed(parcel("DELIVERED", T0 + DAY))
+    run.advance(2 * DAY)
+    (tips,) = [s for s in run.sent() if s.journey == "product_education"]
+    assert tips.channels == ("IN_APP",)
+
+
+@pytest.mark.parametrize(
+    ("local_time", "quiet"),
+    [
+        ("20:59", False),
+        ("21:00", True),
+        ("23:30", True),
+        ("03:00", True),
+        ("07:59", True),
+        ("08:00", False),
+    ],
+)
+def test_quiet_hours_wrap_midnight(local_time: str, quiet: bool) -> None:
+    hour, minute = map(int, local_time.split(":"))
+    moment = datetime(2026, 6, 10, hour, minute, tzinfo=BERLIN)
+    assert in_quiet_hours(QuietHours(21 * 60, 8 * 60), moment, BERLIN) is quiet
+
+
+@pytest.mark.parametrize(
+    ("night_of", "end_utc"),
+    [
+        # Clocks go forward on 29 March 2026 (CET -> CEST): 08:00 local is 06:00 UTC.
+        (datetime(2026, 3, 28, 23, 0, tzinfo=BERLIN), datetime(2026, 3, 29, 6, 0, tzinfo=UTC)),
+        # Clocks go back on 25 October 2026 (CEST -> CET): 08:00 local is 07:00 UTC.
+        (datetime(2026, 10, 24, 23, 0, tzinfo=BERLIN), datetime(2026, 10, 25, 7, 0, tzinfo=UTC)),
+        # An ordinary winter night.
+        (datetime(2026, 1, 14, 22, 0, tzinfo=BERLIN), datetime(2026, 1, 15, 7, 0, tzinfo=UTC)),
+        # After midnight, the window ends the same local day.
+        (datetime(2026, 1, 15, 2, 0, tzinfo=BERLIN), datetime(2026, 1, 15, 7, 0, tzinfo=UTC)),
+    ],
+)
+def test_quiet_hours_end_at_local_08_00_across_dst_changes(
+    night_of: datetime, end_utc: datetime
+) -> None:
+    assert quiet_hours_end(QuietHours(21 * 60, 8 * 60), night_of, BERLIN) == end_utc
+
+
+def test_phone_channels_wait_out_quiet_hours_in_the_customers_time_zone() -> None:
+    run = Scenario()
+    run.feed(prefs(sms=True))
+    run.feed(placed())
+    evening = datetime(2026, 3, 2, 23, 15, tzinfo=BERLIN)
+    run.feed(parcel("SHIPPED", evening))
+    assert "shipped" not in run.sent_journeys()
+    run.advance(12 * timedelta(hours=1))
+    (shipped,) = [s for s in run.sent() if s.journey == "shipped"]
+    assert shipped.channels[0] == "SMS"
+    assert shipped.at == datetime(2026, 3, 3, 8, 0, tzinfo=BERLIN)
+
+
+def test_a_customers_own_quiet_hours_win_over_the_default() -> None:
+    run = Scenario()
+    run.feed(prefs(sms=True, quiet=(23 * 60, 6 * 60)))
+    run.feed(placed())
+    run.feed(parcel("SHIPPED", datetime(2026, 3, 2, 22, 0, tzinfo=BERLIN)))
+    assert "shipped" in run.sent_journeys()  # 22:00 is outside 23:00-06:00
+
+
+def test_email_is_never_held_back_by_quiet_hours() -> None:
+    run = Scenario()
+    run.feed(placed(at=datetime(2026, 3, 2, 23, 30, tzinfo=BERLIN)))
+    assert "order_confirmation" in run.sent_journeys()
+
+
+def test_an_alert_that_would_expire_in_quiet_hours_expires_instead_of_going_late() -> None:
+    run = Scenario()
+    run.feed(prefs(whatsapp=True, in_app=False))
+    run.feed(placed())
+    run.feed(parcel("OUT_FOR_DELIVERY", datetime(2026, 3, 2, 21, 30, tzinfo=BERLIN)))  # valid 8 h
+    run.advance(2 * DAY)
+    assert "out_for_delivery" not in run.sent_journeys()
+    assert ("out_for_delivery", "EXPIRED", "quiet_hours") in run.cancelled()
+
+
+def test_frequency_cap_one_engagement_per_day() -> None:
+    run = Scenario(book=book_with(frequency_caps=(FrequencyCap(1, DAY),)))
+    run.feed(prefs())
+    for order in ("o1", "o2"):  # two orders delivered the same day: two education mails due at once
+        run.feed(placed(order))
+        run.feed(parcel("DELIVERED", T0 + DAY, order=order, shipment=f"s-{order}"))
+    run.advance(DAY + timedelta(minutes=1))
+    assert run.sent_journeys().count("product_education") == 1
+    assert ("product_education", "SUPPRESSED", "frequency_cap") in run.cancelled()
+
+
+def test_frequency_cap_three_per_week_counts_across_journeys() -> None:
+    caps = (FrequencyCap(3, 7 * DAY),)
+    run = Scenario(book=book_with(frequency_caps=caps))
+    run.feed(prefs(marketing=True))
+    for day, order in enumerate(("o1", "o2", "o3", "o4")):
+        at = T0 + day * DAY
+        run.feed(placed(order, at=at))
+        run.feed(parcel("DELIVERED", at + timedelta(hours=1), order=order, shipment=f"s-{order}"))
+    run.advance(12 * DAY)
+    engagement = [s.at for s in run.sent() if s.journey in ("product_education", "need_help")]
+    for sent in engagement:
+        assert sum(1 for other in engagement if sent - 7 * DAY < other <= sent) <= 3
+    assert len(engagement) >= 3
+    assert any(reason == "frequency_cap" for _, _, reason in run.cancelled())
+
+
+def test_transactional_messages_are_never_capped() -> None:
+    run = Scenario(book=book_with(frequency_caps=(FrequencyCap(1, 7 * DAY),)))
+    for order in ("o1", "o2", "o3"):
+        run.feed(placed(order))
+    assert run.sent_journeys().count("order_confirmation") == 3
+
+
+def test_a_touchpoint_past_its_validity_is_expired_never_sent_late() -> None:
+    run = Scenario()
+    run.feed(placed())
+    late = run.feed(parcel("SHIPPED", T0 + DAY), lag=2 * DAY)  # the event arrives two days late
+    assert not [c for c in late if isinstance(c, SendTouchpoint)]
+    assert ("shipped", "EXPIRED", "expired") in run.cancelled()
+
+
+def test_a_duplicate_event_changes_nothing() -> None:
+    run = Scenario()
+    event = placed()
+    first = run.feed(event)
+    state = run.state
+    assert run.feed(event) == []
+    assert run.last.used is False
+    assert run.last.note == "duplicate"
+    assert run.state == state
+    assert first
+
+
+def test_the_same_order_placed_twice_under_new_ids_confirms_once() -> None:
+    run = Scenario()
+    run.feed(placed())
+    run.feed(placed())
+    assert run.sent_journeys().count("order_confirmation") == 1
+
+
+@pytest.mark.parametrize(
+    ("late_kind", "journey"),
+    [("SHIPPED", "shipped"), ("OUT_FOR_DELIVERY", "out_for_delivery"), ("DELAYED", "delay_notice")],
+)
+def test_no_shipping_news_after_delivery(late_kind: str, journey: str) -> None:
+    run = Scenario()
+    run.feed(prefs(sms=True))
+    run.feed(placed())
+    run.feed(parcel("DELIVERED", T0 + 2 * DAY))
+    run.feed(parcel(late_kind, T0 + DAY))  # happened before delivery, arrived after it
+    assert journey not in run.sent_journeys()
+    assert run.last.note == "stale"
+
+
+def test_a_shipped_alert_held_by_quiet_hours_is_dropped_once_the_parcel_is_delivered() -> None:
+    run = Scenario()
+    run.feed(prefs(sms=True))
+    run.feed(placed())
+    run.feed(parcel("SHIPPED", datetime(2026, 3, 2, 23, 0, tzinfo=BERLIN)))
+    run.feed(parcel("DELIVERED", datetime(2026, 3, 3, 7, 30, tzinfo=BERLIN)))
+    run.advance(DAY)
+    assert "shipped" not in run.sent_journeys()
+    assert ("shipped", "SUPPRESSED", "superseded:DELIVERED") in run.cancelled()
+
+
+def test_older_preferences_never_override_newer_ones() -> None:
+    run = Scenario()
+    run.feed(prefs(T0, email=False))
+    run.feed(prefs(T0 - DAY, email=True))  # an older picture, arriving late
+    assert run.last.note == "stale"
+    run.feed(placed())
+    assert "order_confirmation" in run.sent_journeys()  # in-app is still allowed
+    assert [s.channels for s in run.sent()] == [("IN_APP",)]
+
+
+def test_no_journey_starts_for_an_order_cancelled_before_its_events_arrived() -> None:
+    run = Scenario()
+    run.feed(prefs())
+    run.feed(purchase("ORDER_CANCELLED", at=T0 + timedelta(minutes=5)))
+    run.feed(placed())  # placed earlier, arrived later
+    run.feed(parcel("DELIVERED", T0 + DAY))
+    run.advance(40 * DAY)
+    assert run.sent_journeys() == ["cancellation"]
+
+
+def test_touchpoint_ids_are_deterministic_and_distinct() -> None:
+    def ids() -> list[str]:
+        run = Scenario()
+        run.feed(placed("o1", event_id="a"))
+        run.feed(placed("o2", event_id="b"))
+        run.advance(3 * DAY)
+        return [c.touchpoint.touchpoint_id for _, c in run.log]
+
+    first, second = ids(), ids()
+    assert first == second
+    sends = [i for i in first if i]
+    assert len(set(sends)) == len({(i) for i in sends})
+    assert len(set(first)) == 4  # confirmation and watchdog, for each of two orders
+
+
+def test_a_journey_switched_off_after_scheduling_is_suppressed_not_sent() -> None:
+    run = Scenario()
+    run.feed(placed())
+    run.engine = type(run.engine)(
+        replace(
+            run.book,
+            journeys=tuple(j for j in run.book.journeys if j.name != "not_shipped_watchdog"),
+        )
+    )
+    run.advance(3 * DAY)
+    assert ("not_shipped_watchdog", "SUPPRESSED", "journey_disabled") in run.cancelled()
+
+
+def test_app_activity_is_tracked_from_every_kind_of_usage() -> None:
+    run = Scenario()
+    run.feed(app("FEATURE_USED", T0))
+    assert run.state is not None
+    assert run.state.last_app_activity == T0
