@@ -24,6 +24,7 @@ from typing import Any
 
 from pipeline import localkafka
 from pipeline.config import VARIABLES, ConfigError, Settings
+from pipeline.journeys.rules import JourneysFileError
 from pipeline.names import TopicRole
 from pipeline.topics import TopicLayoutError, check_topics, ensure_topics
 
@@ -39,7 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         result: int = args.handler(settings, args)
         return result
-    except (CommandError, ConfigError, localkafka.LocalBrokerError, TopicLayoutError) as exc:
+    except (
+        CommandError,
+        ConfigError,
+        JourneysFileError,
+        localkafka.LocalBrokerError,
+        TopicLayoutError,
+    ) as exc:
         print(f"aftercare: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -83,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="print every setting and its current value")
     config.set_defaults(handler=_config)
+
+    worker = commands.add_parser(
+        "worker", help="the journey worker: input topics in, touchpoints to dispatch"
+    )
+    worker.set_defaults(handler=_worker)
 
     run = commands.add_parser("run", help="the main job: what `make run` runs")
     run.set_defaults(handler=_run)
@@ -237,6 +249,12 @@ async def _consume_lines(
                     print(json.dumps(line, ensure_ascii=False), flush=True)
     finally:
         await consumer.stop()
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.worker.main import run_worker
+
+    return run_worker(settings)
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,20 +17,34 @@ from typing import Protocol
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
+    def real_seconds_until(self, moment: datetime) -> float:
+        """How long to wait, in real seconds, until the clock reads ``moment`` (0 if it has)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
+    def real_seconds_until(self, moment: datetime) -> float:
+        return max(0.0, (moment - self.now()).total_seconds())
+
 
 class AcceleratedClock:
-    """Simulated time that starts at ``start`` and runs ``factor`` times faster than real time."""
+    """Simulated time: ``start`` at the wall-clock instant ``epoch``, running ``factor`` times
+    faster than real time from then on.
+
+    Anchored to the wall clock (not to when this object was made) so that every process given
+    the same start, factor and epoch reads the same simulated time: the worker, the senders, the
+    simulator and a test all agree on what "now" is.
+    """
 
     def __init__(
         self,
         start: datetime,
         factor: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        epoch: float | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("AcceleratedClock needs a timezone-aware start instant")
@@ -38,15 +52,13 @@ class AcceleratedClock:
             raise ValueError(f"AcceleratedClock factor must be positive, got {factor}")
         self.start = start.astimezone(UTC)
         self.factor = factor
-        self._monotonic = monotonic
-        self._origin = monotonic()
+        self._wall = wall
+        self.epoch = wall() if epoch is None else epoch
 
     def now(self) -> datetime:
-        elapsed = (self._monotonic() - self._origin) * self.factor
-        return self.start + timedelta(seconds=elapsed)
+        return self.start + timedelta(seconds=(self._wall() - self.epoch) * self.factor)
 
     def real_seconds_until(self, moment: datetime) -> float:
-        """How long to wait in real time until the simulated clock reads ``moment``."""
         return max(0.0, (moment - self.now()).total_seconds() / self.factor)
 
 
@@ -71,3 +83,6 @@ class ManualClock:
         if moment < self._now:
             raise ValueError("a clock does not go backwards")
         self._now = moment
+
+    def real_seconds_until(self, moment: datetime) -> float:
+        return 0.0  # it only moves when told; waiting would never end

@@ -15,9 +15,11 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.clock import AcceleratedClock, Clock, SystemClock
 from pipeline.names import INPUT_ROLES, TopicRole
 
 
@@ -70,8 +72,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "AFTERCARE_INPUT_PARTITIONS",
         "8",
-        "Partitions of each input topic (purchases, shipments, app-usage, preferences); they must "
-        "be equal. The most worker processes that can share the load.",
+        "Partitions of each input topic (purchases, shipments, app-usage, preferences) and of "
+        "due-notices; they must be equal. The most worker processes that can share the load.",
     ),
     Variable(
         "AFTERCARE_OUTPUT_PARTITIONS",
@@ -101,6 +103,54 @@ VARIABLES: tuple[Variable, ...] = (
         "KRaft controller port of the local broker. Empty: the client port + 1.",
     ),
     Variable("AFTERCARE_BROKER_HEAP", "1g", "JVM heap (-Xmx) of the local broker."),
+    Variable(
+        "AFTERCARE_JOURNEYS_FILE",
+        "",
+        "The journeys file (YAML). Empty: the defaults shipped with Aftercare "
+        "(pipeline/journeys/default-journeys.yaml).",
+    ),
+    Variable(
+        "AFTERCARE_CLOCK_FACTOR",
+        "1",
+        "1 runs on real time. Above 1, an accelerated clock for demos, backfills and tests: "
+        "simulated time passes this many times faster.",
+    ),
+    Variable(
+        "AFTERCARE_CLOCK_START",
+        "",
+        "With an accelerated clock: the simulated instant (ISO 8601) at AFTERCARE_CLOCK_EPOCH. "
+        "Empty: the real time at the epoch.",
+    ),
+    Variable(
+        "AFTERCARE_CLOCK_EPOCH",
+        "",
+        "With an accelerated clock: the real Unix time (seconds) at which simulated time was "
+        "AFTERCARE_CLOCK_START; give every process the same value so they agree. Empty: start.",
+    ),
+    Variable(
+        "AFTERCARE_WORKER_ID",
+        "",
+        "The worker's consumer group and table namespace. Empty: <topic prefix>aftercare-worker. "
+        "Every worker of one deployment uses the same id.",
+    ),
+    Variable(
+        "AFTERCARE_STATE_DIR",
+        "",
+        "Where the worker keeps its RocksDB tables (a cache of the changelog topics). Empty: "
+        "AFTERCARE_HOME/state/<worker id>.",
+    ),
+    Variable(
+        "AFTERCARE_WORKER_PORT",
+        "6066",
+        "HTTP port of the worker's health endpoints (/health/live, /health/ready).",
+    ),
+    Variable("AFTERCARE_LOG_LEVEL", "info", "debug, info, warning or error."),
+    Variable(
+        "AFTERCARE_SESSION_TIMEOUT_SECONDS",
+        "10",
+        "How long the consumer group waits for a worker that stopped answering (killed, node "
+        "lost) before giving its partitions to the others. The broker allows 6 to 1800.",
+    ),
     Variable(
         "AFTERCARE_KAFKA_LIBS",
         "",
@@ -165,6 +215,15 @@ class Settings:
     replication_factor: int
     max_future_seconds: int
     local_broker: LocalBroker
+    journeys_file: str
+    clock_factor: float
+    clock_start: datetime | None
+    clock_epoch: float | None
+    worker_id: str
+    state_dir: Path
+    worker_port: int
+    log_level: str
+    session_timeout_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,6 +288,25 @@ class Settings:
         if len(set(names)) != len(names):
             raise ConfigError(f"Two topic roles share one topic name: {sorted(names)}.")
 
+        factor = _number(get, "AFTERCARE_CLOCK_FACTOR")
+        start_text = get("AFTERCARE_CLOCK_START")
+        try:
+            clock_start = datetime.fromisoformat(start_text) if start_text else None
+        except ValueError:
+            raise ConfigError(
+                f"AFTERCARE_CLOCK_START={start_text!r} is not an ISO 8601 instant "
+                "(like 2026-03-02T09:30:00Z)."
+            ) from None
+        if clock_start is not None and clock_start.tzinfo is None:
+            raise ConfigError(f"AFTERCARE_CLOCK_START={start_text!r} needs a time zone (add Z).")
+        epoch_text = get("AFTERCARE_CLOCK_EPOCH")
+        worker_id = get("AFTERCARE_WORKER_ID") or f"{prefix}aftercare-worker"
+        state_dir = get("AFTERCARE_STATE_DIR")
+        log_level = get("AFTERCARE_LOG_LEVEL").lower()
+        if log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"AFTERCARE_LOG_LEVEL={log_level!r} is not debug, info, warning or error."
+            )
         return cls(
             bootstrap_servers=bootstrap or local.bootstrap,
             uses_local_broker=not bootstrap,
@@ -241,6 +319,25 @@ class Settings:
             replication_factor=_positive(get, "AFTERCARE_REPLICATION_FACTOR"),
             max_future_seconds=_positive(get, "AFTERCARE_MAX_FUTURE_SECONDS"),
             local_broker=local,
+            journeys_file=get("AFTERCARE_JOURNEYS_FILE"),
+            clock_factor=factor,
+            clock_start=clock_start,
+            clock_epoch=_number(get, "AFTERCARE_CLOCK_EPOCH") if epoch_text else None,
+            worker_id=worker_id,
+            state_dir=(
+                Path(state_dir).expanduser() if state_dir else local.home / "state" / worker_id
+            ),
+            worker_port=_port(get, "AFTERCARE_WORKER_PORT"),
+            log_level=log_level,
+            session_timeout_seconds=_number(get, "AFTERCARE_SESSION_TIMEOUT_SECONDS"),
+        )
+
+    def clock(self) -> Clock:
+        """The clock every component of this process runs on."""
+        if self.clock_factor == 1 and self.clock_start is None:
+            return SystemClock()
+        return AcceleratedClock(
+            self.clock_start or datetime.now(UTC), self.clock_factor, self.clock_epoch
         )
 
     def topic(self, role: TopicRole) -> str:
@@ -280,6 +377,17 @@ def _positive(get: Any, name: str) -> int:
         raise ConfigError(f"{name} must be a positive integer, got {raw!r}.") from None
     if value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {raw!r}.")
+    return value
+
+
+def _number(get: Any, name: str) -> float:
+    raw = get(name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}.") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}.")
     return value
 
 

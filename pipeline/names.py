@@ -22,6 +22,7 @@ class TopicRole(StrEnum):
     DISPATCH = "dispatch"
     DELIVERIES = "deliveries"
     DEAD_LETTERS = "dead-letters"
+    DUE_NOTICES = "due-notices"  # internal: the scheduler's notices to the worker itself
 
 
 # The topics upstream systems write to. They are co-partitioned: same key (customer_id), same
@@ -33,6 +34,14 @@ INPUT_ROLES: tuple[TopicRole, ...] = (
     TopicRole.PREFERENCES,
 )
 
+# Everything the worker consumes: the inputs and its own due-notices, all keyed and partitioned
+# alike, so that each reaches the worker that owns the customer's table partition.
+COPARTITIONED_ROLES: tuple[TopicRole, ...] = (*INPUT_ROLES, TopicRole.DUE_NOTICES)
+
+# The worker's table of customers' journey state; its changelog topic is
+# "<worker id>-customers-changelog".
+CUSTOMERS_TABLE = "customers"
+
 # The record type (Avro full name) each topic carries.
 RECORD_OF_TOPIC: dict[TopicRole, str] = {
     TopicRole.PURCHASES: f"{SCHEMA_NAMESPACE}.PurchaseEvent",
@@ -42,4 +51,5 @@ RECORD_OF_TOPIC: dict[TopicRole, str] = {
     TopicRole.DISPATCH: f"{SCHEMA_NAMESPACE}.TouchpointCommand",
     TopicRole.DELIVERIES: f"{SCHEMA_NAMESPACE}.DeliveryOutcome",
     TopicRole.DEAD_LETTERS: f"{SCHEMA_NAMESPACE}.DeadLetter",
+    TopicRole.DUE_NOTICES: f"{SCHEMA_NAMESPACE}.DueNotice",
 }

@@ -3,9 +3,9 @@
 ``aftercare topics create`` makes every topic that is missing, with the configured partition counts
 and replication factor, and then checks the layout the pipeline depends on:
 
-- the input topics (purchases, shipments, app-usage, preferences) are co-partitioned: the same
-  partition count, so that with the same key (customer_id) all of a customer's events reach the
-  same worker and the same table partition;
+- the input topics (purchases, shipments, app-usage, preferences) and the worker's internal
+  due-notices are co-partitioned: the same partition count, so that with the same key
+  (customer_id) all of a customer's events reach the same worker and the same table partition;
 - ``preferences`` is compacted, so the latest preferences of every customer are kept for ever.
 
 A layout that breaks these is a :class:`TopicLayoutError` naming the topics, their counts and the
@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from pipeline.config import Settings
-from pipeline.names import INPUT_ROLES, TopicRole
+from pipeline.names import COPARTITIONED_ROLES, TopicRole
 
 # Kafka's error code for a topic that already exists; every other non-zero code is a failure.
 _TOPIC_ALREADY_EXISTS = 36
@@ -55,11 +55,13 @@ def topic_configs(role: TopicRole) -> dict[str, str]:
         return {"retention.ms": _THIRTY_DAYS_MS}
     if role is TopicRole.DEAD_LETTERS:
         return {"retention.ms": _THIRTY_DAYS_MS, "max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
+    if role is TopicRole.DUE_NOTICES:
+        return {"retention.ms": str(24 * 3600 * 1000)}  # a notice matters for seconds
     return {}
 
 
 def wanted_partitions(settings: Settings, role: TopicRole) -> int:
-    return settings.input_partitions if role in INPUT_ROLES else settings.output_partitions
+    return settings.input_partitions if role in COPARTITIONED_ROLES else settings.output_partitions
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
@@ -163,7 +165,7 @@ async def _check(
 
 def check_layout(states: list[TopicState]) -> None:
     """Raise :class:`TopicLayoutError` unless inputs are co-partitioned, preferences compacted."""
-    inputs = [state for state in states if state.role in INPUT_ROLES]
+    inputs = [state for state in states if state.role in COPARTITIONED_ROLES]
     if len({state.partitions for state in inputs}) > 1:
         listing = ", ".join(f"{state.name} has {state.partitions}" for state in inputs)
         raise TopicLayoutError(

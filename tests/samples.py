@@ -186,6 +186,16 @@ def dead_letter(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def due_notice(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": "due:cust-1:1772443800000",
+        "customer_id": "cust-1",
+        "occurred_at": T0,
+    }
+    record.update(overrides)
+    return record
+
+
 # Every record type with its sample, by topic role.
 SAMPLES = {
     TopicRole.PURCHASES: purchase,
@@ -195,6 +205,7 @@ SAMPLES = {
     TopicRole.DISPATCH: touchpoint_command,
     TopicRole.DELIVERIES: delivery_outcome,
     TopicRole.DEAD_LETTERS: dead_letter,
+    TopicRole.DUE_NOTICES: due_notice,
 }
 
 FULL_NAMES = {role: RECORD_OF_TOPIC[role] for role in SAMPLES}

@@ -1,0 +1,202 @@
+"""The worker: one Faust app that wires the journey processor to Kafka. Nothing else lives here.
+
+- one agent consumes the four input topics and ``due-notices`` (co-partitioned, raw bytes) and hands
+  each record to :class:`~pipeline.worker.processor.JourneyProcessor`;
+- one table, ``customers``, holds each customer's journey state (RocksDB, changelogged);
+- after every recovery the due index is rebuilt from the table's active partitions;
+- one task publishes due-notices for what the index says is due;
+- two pages answer Kubernetes' probes: ``/health/live`` and ``/health/ready``.
+
+Run it with ``aftercare worker``; scale it by starting more (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from pipeline.clock import Clock
+from pipeline.codec import SchemaSet
+from pipeline.config import Settings
+from pipeline.intake import Intake, SourceRecord
+from pipeline.journeys.engine import JourneyEngine
+from pipeline.journeys.rules import JourneyBook
+from pipeline.names import COPARTITIONED_ROLES, CUSTOMERS_TABLE, RECORD_OF_TOPIC, TopicRole
+from pipeline.worker import scheduler
+from pipeline.worker.processor import JourneyProcessor
+
+log = logging.getLogger(__name__)
+
+DUE_NOTICE = RECORD_OF_TOPIC[TopicRole.DUE_NOTICES]
+TICK_SECONDS = 0.05  # the longest the scheduler sleeps before looking at the index again
+RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
+NOTICES_PER_TICK = 5000
+
+
+class FaustPublisher:
+    """The intake's and the processor's publisher, on the Faust app's own producer."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> Any:
+        return await self.app.producer.send_and_wait(topic, key, value, None, None, None)
+
+
+def broker_urls(settings: Settings) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",")]
+
+
+def broker_credentials(settings: Settings) -> Any:
+    security = settings.security
+    if security.protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            mechanism=security.sasl_mechanism,
+            ssl_context=security.ssl_context(),
+        )
+    return security.ssl_context()  # an SSL context, or None for PLAINTEXT
+
+
+def create_app(
+    settings: Settings, book: JourneyBook, clock: Clock, schemas: SchemaSet | None = None
+) -> faust.App:
+    schemas = schemas or SchemaSet.load()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_id,
+        broker=broker_urls(settings),
+        broker_credentials=broker_credentials(settings),
+        store="rocksdb://",
+        datadir=str(settings.state_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.input_partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # How soon the group notices a worker that died without leaving (SIGKILL, a lost node)
+        # and hands its partitions to the others.
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 5,
+        web_port=settings.worker_port,
+        web_bind="0.0.0.0",  # probes come from the kubelet, not from localhost
+    )
+    publisher = FaustPublisher(app)
+    index = scheduler.DueIndex()
+    copartitioned = {settings.topic(role): role for role in COPARTITIONED_ROLES}
+    processor = JourneyProcessor(
+        settings=settings,
+        schemas=schemas,
+        engine=JourneyEngine(book),
+        clock=clock,
+        intake=Intake(
+            schemas=schemas,
+            topics=copartitioned,
+            dead_letter_topic=settings.topic(TopicRole.DEAD_LETTERS),
+            publisher=publisher,
+            clock=clock,
+            max_future=timedelta(seconds=settings.max_future_seconds),
+        ),
+        publisher=publisher,
+        index=index,
+    )
+    source = app.topic(*copartitioned, key_type=bytes, value_type=bytes)
+    due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
+    table = app.Table(
+        CUSTOMERS_TABLE,
+        default=None,
+        partitions=settings.input_partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    ready = {"recovered": False}
+
+    @app.agent(source)
+    async def journeys(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            m = event.message
+            record = SourceRecord(
+                m.topic,
+                m.partition,
+                m.offset,
+                m.key,
+                m.value,
+                int(m.timestamp * 1000),
+                tuple(m.headers or ()),
+            )
+            await processor.process(record, table)
+
+    def active_rows() -> Iterator[tuple[str, int, int]]:
+        # Faust iterates RocksDB by partition only through its store's own attributes.
+        actives = app.assignor.assigned_actives()
+        changelog: str = cast(Any, table).changelog_topic_name
+        store: Any = table.data
+        for partition, db in list(store._dbs.items()):
+            if TP(changelog, partition) not in actives:
+                continue  # standby data: another worker fires these customers
+            for key, value in db.items():
+                if key != store.offset_key:
+                    yield key.decode("utf-8"), scheduler.unpack_wake(value), partition
+
+    @table.on_recover
+    async def rebuild_index() -> None:
+        index.rebuild(active_rows())
+        ready["recovered"] = True
+        log.info("due index rebuilt: %d customers with something pending", len(index))
+
+    async def send_due_notices() -> None:
+        while not app.should_stop:
+            wake = index.next_wake()
+            pause = TICK_SECONDS if wake is None else clock.real_seconds_until(wake)
+            await asyncio.sleep(min(TICK_SECONDS, max(pause, 0.001)))
+            if app.rebalancing or app.in_recovery:
+                continue
+            try:
+                for customer, wake_ms, partition in index.take_due(
+                    clock.now(), RESEND_AFTER_SECONDS, NOTICES_PER_TICK
+                ):
+                    notice = {
+                        "event_id": f"due:{customer}:{wake_ms}",
+                        "customer_id": customer,
+                        "occurred_at": datetime.fromtimestamp(wake_ms / 1000, UTC),
+                    }
+                    await due_topic.send(
+                        key=customer.encode("utf-8"),
+                        value=schemas.encode(DUE_NOTICE, notice),
+                        partition=partition,
+                    )
+            except Exception:  # the broker may be away for a while; an uncaught error ends the app
+                log.exception("could not send due-notices; trying again")
+
+    app.task(send_due_notices)
+
+    @app.page("/health/live")
+    async def live(web: Any, request: Any) -> Any:
+        return web.json({"live": True})
+
+    @app.page("/health/ready")
+    async def ready_page(web: Any, request: Any) -> Any:
+        is_ready = ready["recovered"] and not app.rebalancing and not app.in_recovery
+        first_input = settings.topic(COPARTITIONED_ROLES[0])
+        body = {
+            "ready": is_ready,
+            "assigned_partitions": sum(
+                1 for tp in app.assignor.assigned_actives() if tp.topic == first_input
+            ),
+            "customers_due_later": len(index),
+            "clock": clock.now().isoformat(),
+        }
+        return web.json(body, status=200 if is_ready else 503)
+
+    return app

@@ -1,0 +1,107 @@
+"""One input record through the journey core: the work of the worker's agent, without Faust.
+
+For each record: take it through the intake (dead letters go out there), turn it into the core's
+event, read the customer's state, ``decide``, publish the commands and wait for the broker's
+acknowledgement, then write the new state and tell the due index the customer's next wake-up.
+
+Commands are published *before* the state is written. If the worker dies in between, the record is
+read again (its offset was not committed), decided again on the old state, and the same
+deterministic touchpoint ids are published again, which the senders de-duplicate; the other order
+would lose them. Nothing a single record does can stop the worker: an unexpected error dead-letters
+that record (UNPROCESSABLE) and processing goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import MutableMapping, Sequence
+from datetime import datetime
+
+from pipeline.clock import Clock
+from pipeline.codec import DeadLetterError, SchemaSet
+from pipeline.config import Settings
+from pipeline.intake import Admitted, DeadLetter, Intake, Publisher, SourceRecord
+from pipeline.journeys.engine import JourneyEngine
+from pipeline.journeys.model import CancelTouchpoint, Command, Event, SendTouchpoint, Wake
+from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.worker import scheduler
+from pipeline.worker.convert import dispatch_record, outcome_record, to_event
+from pipeline.worker.statecodec import decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
+DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
+
+
+class JourneyProcessor:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        schemas: SchemaSet,
+        engine: JourneyEngine,
+        clock: Clock,
+        intake: Intake,
+        publisher: Publisher,
+        index: scheduler.DueIndex,
+    ) -> None:
+        self.schemas = schemas
+        self.engine = engine
+        self.clock = clock
+        self.intake = intake
+        self.publisher = publisher
+        self.index = index
+        self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
+        self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
+
+    async def process(self, source: SourceRecord, table: MutableMapping[bytes, bytes]) -> None:
+        taken = await self.intake.take(source)
+        if taken is None:
+            return  # dead-lettered, and the dead letter is on the broker
+        try:
+            now = self.clock.now()
+            event: Event
+            if isinstance(taken, Admitted) and taken.role is TopicRole.DUE_NOTICES:
+                event = Wake(taken.record["customer_id"], now)
+            else:
+                event = to_event(taken, now)
+            customer = event.customer_id
+            key = customer.encode("utf-8")
+            stored = table.get(key)
+            state = decode_state(scheduler.unpack_state(stored)) if stored is not None else None
+            decision = self.engine.decide(state, event, now)
+            await self.publish(decision.commands, now)
+            if decision.state is not state:
+                wake = self.engine.next_wakeup(decision.state)
+                table[key] = scheduler.pack(wake, encode_state(decision.state))
+                self.index.set(customer, wake, source.partition)
+        except Exception as exc:
+            log.exception("could not process %s", source.where)
+            await self.intake.dead_letter(
+                DeadLetter(
+                    source,
+                    DeadLetterError.UNPROCESSABLE,
+                    f"the worker failed on this record: {type(exc).__name__}: {exc}",
+                    self.clock.now(),
+                    consumer="worker",
+                )
+            )
+
+    async def publish(self, commands: Sequence[Command], now: datetime) -> None:
+        sends = []
+        for command in commands:
+            key = command.touchpoint.customer_id.encode("utf-8")
+            if isinstance(command, SendTouchpoint):
+                value = self.schemas.encode(DISPATCH, dispatch_record(command, now))
+                sends.append(
+                    self.publisher.send_and_wait(self.dispatch_topic, value=value, key=key)
+                )
+            elif isinstance(command, CancelTouchpoint):
+                value = self.schemas.encode(DELIVERY, outcome_record(command, now))
+                sends.append(
+                    self.publisher.send_and_wait(self.deliveries_topic, value=value, key=key)
+                )
+        if sends:
+            await asyncio.gather(*sends)

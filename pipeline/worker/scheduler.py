@@ -1,0 +1,128 @@
+"""Durable timers: the due index and the loop that turns "due" into a due-notice.
+
+What is due lives in the customers' table state (pending touchpoints, the app-quiet watch), so it
+survives restarts and rebalances with the table's changelog. This module only keeps an in-memory
+*index* of it for the partitions this worker actively owns: the next wake-up time per customer, in
+a heap, so that finding what is due costs in proportion to what is due, never a scan of every
+customer. The index is rebuilt from the table when partitions are assigned (after recovery), and
+updated by the agent after every decision.
+
+The loop does not touch the table (Faust forbids table writes outside stream iteration): for each
+customer that is due it publishes a DueNotice to the co-partitioned ``due-notices`` topic; the
+agent consumes it in stream context, decides with a ``Wake`` and writes the state. A notice that
+is lost (a crash between send and processing) is re-sent: the entry stays in flight until the
+agent reports the customer's new wake-up, and a notice in flight too long is sent again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+# Table values are this 8-byte big-endian wake-up (UTC millis, -1 for none) followed by the state,
+# so the index can be rebuilt from the table without parsing any state.
+_WAKE = struct.Struct(">q")
+NO_WAKE = -1
+
+
+def pack(wake: datetime | None, state: bytes) -> bytes:
+    return _WAKE.pack(NO_WAKE if wake is None else int(wake.timestamp() * 1000)) + state
+
+
+def unpack_wake(value: bytes) -> int:
+    (millis,) = _WAKE.unpack_from(value)
+    return int(millis)
+
+
+def unpack_state(value: bytes) -> bytes:
+    return value[_WAKE.size :]
+
+
+class DueIndex:
+    """The next wake-up (UTC millis) of each customer on this worker's active partitions."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._heap: list[tuple[int, str]] = []
+        self._wake: dict[str, int] = {}  # customer -> wake millis, the truth the heap lags behind
+        self._partition: dict[str, int] = {}  # customer -> the partition holding its state
+        self._in_flight: dict[str, float] = {}  # customer -> when its notice was sent (monotonic)
+        self._monotonic = monotonic
+
+    def __len__(self) -> int:
+        return len(self._wake)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._wake.clear()
+        self._partition.clear()
+        self._in_flight.clear()
+
+    def rebuild(self, entries: Iterable[tuple[str, int, int]]) -> None:
+        """Replace everything with ``(customer, wake millis, partition)`` from the table."""
+        self.clear()
+        for customer, wake, partition in entries:
+            if wake != NO_WAKE:
+                self._wake[customer] = wake
+                self._partition[customer] = partition
+        self._heap = [(wake, customer) for customer, wake in self._wake.items()]
+        heapq.heapify(self._heap)
+
+    def set(self, customer: str, wake: datetime | None, partition: int) -> None:
+        """The agent decided for ``customer``: its next wake-up is ``wake`` (or nothing)."""
+        self._in_flight.pop(customer, None)
+        if wake is None:
+            self._wake.pop(customer, None)
+            self._partition.pop(customer, None)
+            return
+        self._partition[customer] = partition
+        millis = int(wake.timestamp() * 1000)
+        if self._wake.get(customer) == millis:
+            return
+        self._wake[customer] = millis
+        heapq.heappush(self._heap, (millis, customer))
+
+    def next_wake(self) -> datetime | None:
+        self._discard_stale_tops()
+        if not self._heap:
+            return None
+        return datetime.fromtimestamp(self._heap[0][0] / 1000, UTC)
+
+    def take_due(
+        self, now: datetime, resend_after: float, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """``(customer, wake millis, partition)`` due at ``now`` and needing a notice: newly
+        due, or in flight for longer than ``resend_after`` real seconds."""
+        now_ms = int(now.timestamp() * 1000)
+        real_now = self._monotonic()
+        due: list[tuple[str, int, int]] = []
+        for customer, sent in list(self._in_flight.items()):
+            if len(due) >= limit:
+                return due
+            if real_now - sent >= resend_after and customer in self._wake:
+                self._in_flight[customer] = real_now
+                due.append((customer, self._wake[customer], self._partition[customer]))
+        while len(due) < limit:
+            self._discard_stale_tops()
+            if not self._heap or self._heap[0][0] > now_ms:
+                break
+            wake, customer = heapq.heappop(self._heap)
+            if customer in self._in_flight:
+                continue
+            self._in_flight[customer] = real_now
+            due.append((customer, wake, self._partition[customer]))
+        return due
+
+    def _discard_stale_tops(self) -> None:
+        # Entries whose customer has since got another wake-up (or none) are skipped lazily.
+        while self._heap:
+            wake, customer = self._heap[0]
+            if self._wake.get(customer) == wake:
+                return
+            heapq.heappop(self._heap)

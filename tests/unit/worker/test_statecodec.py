@@ -1,0 +1,47 @@
+"""Journey state survives the trip to the table and back, field for field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from pipeline.journeys.model import Consent, CustomerState, Preferences
+from pipeline.worker.statecodec import StateDecodeError, decode_state, encode_state
+from tests.unit.journeys.scenario import T0, Scenario, app, parcel, placed, prefs
+from tests.unit.journeys.test_properties import _run, deliveries
+
+
+def test_a_lived_state_round_trips() -> None:
+    run = Scenario()
+    run.feed(prefs(email=False, sms=True, quiet=(22 * 60, 7 * 60), marketing=True))
+    run.feed(placed())
+    run.feed(parcel("DELIVERED", T0 + timedelta(days=1), eta=T0 + timedelta(days=2)))
+    run.feed(app("PUSH_TOKEN_REGISTERED", T0, push_token="tok"))
+    assert run.state is not None
+    assert run.state.pending
+    assert decode_state(encode_state(run.state)) == run.state
+
+
+def test_an_opt_out_is_never_turned_back_into_consent() -> None:
+    # Consent(email=True) is the default; an explicit False must survive being left out or not.
+    state = CustomerState("c1", preferences=Preferences(consent=Consent(email=False, in_app=False)))
+    assert decode_state(encode_state(state)).preferences.consent == Consent(
+        email=False, in_app=False
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deliveries())
+def test_any_state_the_engine_reaches_round_trips(arrivals: list) -> None:  # type: ignore[type-arg]
+    commands, final = _run(arrivals)
+    assert decode_state(encode_state(final)) == final
+    for _, state in commands:
+        assert decode_state(encode_state(state)) == state
+
+
+@pytest.mark.parametrize("data", [b"not json", b'{"v": 99, "s": {}}', b"[]"])
+def test_unreadable_state_is_a_clear_error(data: bytes) -> None:
+    with pytest.raises(StateDecodeError):
+        decode_state(data)
