@@ -276,9 +276,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"using the cluster at {settings.bootstrap_servers}")
     _topics(settings, argparse.Namespace(action="create"))
     print(
-        "\nThe broker and the topic contract are ready. Produce events to the input topics as "
-        "the README shows (`aftercare produce purchases < events.jsonl`), read them back with "
-        "`aftercare consume`, and stop the broker with `make broker-down`."
+        "\nThe broker and the topics are ready. Start the journey worker with "
+        "`.venv/bin/aftercare worker`, produce events to the input topics as the README shows "
+        "(`aftercare produce purchases < events.jsonl`), watch touchpoints arrive with "
+        "`aftercare consume dispatch` and outcomes with `aftercare consume deliveries`; stop the "
+        "broker with `make broker-down`."
     )
     return 0
 

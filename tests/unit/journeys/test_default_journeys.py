@@ -223,3 +223,13 @@ def test_reengagement_email_is_dropped_when_the_customer_comes_back() -> None:
     run.advance(8 * DAY)
     assert ("reengagement", "SUPPRESSED", "condition:app_quiet_since_trigger") in run.cancelled()
     assert [s.step for s in run.sent()] == ["push"]
+
+
+def test_a_failed_delivery_attempt_is_reported_until_the_parcel_arrives() -> None:
+    run = Scenario()
+    run.feed(prefs(sms=True))
+    run.feed(placed())
+    run.feed(parcel("DELIVERY_FAILED", T0 + DAY, reason="Nobody at home"))
+    run.feed(parcel("DELIVERED", T0 + 2 * DAY))
+    run.feed(parcel("DELIVERY_FAILED", T0 + DAY + timedelta(hours=3)))  # old news, arriving late
+    assert [s.journey for s in run.sent()].count("delivery_failed") == 1
