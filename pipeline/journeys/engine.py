@@ -50,7 +50,7 @@ from pipeline.journeys.model import (
     TouchpointContext,
     Wake,
 )
-from pipeline.journeys.rules import APP_QUIET, Condition, JourneyBook, JourneyRule
+from pipeline.journeys.rules import APP_KINDS, APP_QUIET, Condition, JourneyBook, JourneyRule
 
 # How far a parcel has come. DELAYED and DELIVERY_FAILED are news only before DELIVERED.
 SHIPMENT_STAGES = {
@@ -62,16 +62,7 @@ SHIPMENT_STAGES = {
 }
 DELIVERED_STAGE = SHIPMENT_STAGES["DELIVERED"]
 CLOSING_KINDS = ("ORDER_CANCELLED", "ORDER_REFUNDED")
-APP_ACTIVITY = frozenset(
-    {
-        "APP_OPENED",
-        "FEATURE_USED",
-        "SETUP_COMPLETED",
-        "PUSH_TOKEN_REGISTERED",
-        "FEEDBACK_SUBMITTED",
-        "SUPPORT_REQUESTED",
-    }
-)
+APP_ACTIVITY = frozenset(APP_KINDS)  # every kind of app usage counts as activity
 SEEN_EVENT_IDS = 256  # per customer; redeliveries come within minutes, not hundreds of events
 ORDER_RETENTION = timedelta(days=120)  # an order with nothing pending is forgotten after this
 
@@ -201,29 +192,22 @@ class JourneyEngine:
         if stage is not None:
             if parcel is not None and parcel.stage >= stage:
                 return None, None  # e.g. SHIPPED after DELIVERED: old news
-            parcel = ShipmentState(
-                shipment_id=event.shipment_id,
-                stage=stage,
-                stage_at=event.occurred_at,
-                carrier=event.carrier or (parcel.carrier if parcel else None),
-                tracking_url=event.tracking_url or (parcel.tracking_url if parcel else None),
-                eta=event.eta or (parcel.eta if parcel else None),
-                reason=event.reason,
-            )
+            stage_at = event.occurred_at
         else:  # DELAYED, DELIVERY_FAILED: news only while the parcel is on its way
             if order.max_stage >= DELIVERED_STAGE or (
                 parcel is not None and event.occurred_at < parcel.stage_at
             ):
                 return None, None
-            parcel = ShipmentState(
-                shipment_id=event.shipment_id,
-                stage=parcel.stage if parcel else 0,
-                stage_at=parcel.stage_at if parcel else event.occurred_at,
-                carrier=event.carrier or (parcel.carrier if parcel else None),
-                tracking_url=event.tracking_url or (parcel.tracking_url if parcel else None),
-                eta=event.eta or (parcel.eta if parcel else None),
-                reason=event.reason,
-            )
+            stage, stage_at = (parcel.stage, parcel.stage_at) if parcel else (0, event.occurred_at)
+        parcel = ShipmentState(
+            shipment_id=event.shipment_id,
+            stage=stage,
+            stage_at=stage_at,
+            carrier=event.carrier or (parcel.carrier if parcel else None),
+            tracking_url=event.tracking_url or (parcel.tracking_url if parcel else None),
+            eta=event.eta or (parcel.eta if parcel else None),
+            reason=event.reason,
+        )
         shipments = tuple(s for s in order.shipments if s.shipment_id != event.shipment_id)
         order = replace(
             order,
