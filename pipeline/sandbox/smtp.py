@@ -1,0 +1,245 @@
+"""A real SMTP server that keeps every message instead of delivering it.
+
+The email sender speaks plain SMTP to whatever host and port it is configured with, so the only
+honest stand-in is an SMTP server: aiosmtpd's protocol, served with ``loop.create_server`` in the
+caller's event loop beside the HTTP stand-ins. aiosmtpd's ``Controller`` is not used because it runs
+the server in a thread with a loop of its own; here one loop owns the outbox and the faults.
+
+AUTH is optional, as it is on a relay in a private network: a client that does not authenticate
+is served, one that does must give the configured username and password (anything else gets 535).
+AUTH is offered without TLS (``auth_require_tls=False``) because the sandbox listens on 127.0.0.1
+only; STARTTLS is offered only when a TLS context is given.
+
+Faults map to the replies real mail servers give: an outage refuses at ``MAIL FROM`` (and at
+``DATA`` if it began in between) with ``421 4.3.2``, throttling is ``421 4.7.0``, an error is
+``451 4.3.0``, a rejection ``550 5.7.1``. After a 421 the server closes the connection, as RFC 5321
+says it must. An accepted message is answered ``250 OK queued as <provider id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hmac
+import logging
+import ssl
+from email.message import EmailMessage
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from pipeline.sandbox.faults import FaultInjector, Outcome
+from pipeline.sandbox.store import SandboxStore
+
+log = logging.getLogger(__name__)
+
+HOSTNAME = "sandbox.aftercare.invalid"  # given, so that aiosmtpd does not ask DNS for the FQDN
+
+OUTAGE_REPLY = "421 4.3.2 Service not available, closing transmission channel (sandbox outage)"
+ERROR_REPLY = "451 4.3.0 Temporary local problem, try again later (sandbox error_rate)"
+REJECT_REPLY = "550 5.7.1 Message rejected (sandbox reject_rate)"
+
+
+class _WithoutLoginDataWarning(logging.Filter):
+    """aiosmtpd sets its own deprecated ``Session.login_data`` on every successful AUTH and logs a
+    warning about it (aio-libs/aiosmtpd#347); the sandbox never uses it, so drop that one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Session.login_data is deprecated")
+
+
+_LOGIN_DATA_FILTER = _WithoutLoginDataWarning()
+
+
+def throttle_reply(retry_after_s: int) -> str:
+    return f"421 4.7.0 Too many messages, slow down; try again in {retry_after_s} s (sandbox)"
+
+
+class SandboxMailHandler:
+    """aiosmtpd's handler hooks: faults at MAIL FROM and DATA, accepted messages to the store."""
+
+    def __init__(self, store: SandboxStore, faults: FaultInjector) -> None:
+        self._store = store
+        self._faults = faults
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self._faults.in_outage("email"):
+            self._store.count("email", "outage")
+            return OUTAGE_REPLY
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        verdict = self._faults.decide("email")
+        if verdict.latency_s:
+            await asyncio.sleep(verdict.latency_s)
+        if verdict.outcome is Outcome.OUTAGE:
+            self._store.count("email", "outage")
+            return OUTAGE_REPLY
+        if verdict.outcome is Outcome.THROTTLED:
+            self._store.count("email", "throttled")
+            return throttle_reply(verdict.retry_after_s)
+        if verdict.outcome is Outcome.FAILED:
+            self._store.count("email", "failed")
+            return ERROR_REPLY
+        if verdict.outcome is Outcome.REJECTED:
+            self._store.count("email", "rejected")
+            return REJECT_REPLY
+        raw = envelope.original_content or b""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        headers: dict[str, str] = {}
+        for name, value in message.items():
+            headers.setdefault(name, str(value))
+        # The Message-ID is an email's identity: a copy sent again (a retry after a crash) is the
+        # same message, as mailbox providers treat it, so it is counted, not stored twice.
+        message_id = _header(message, "Message-ID")
+        if message_id and (earlier := self._store.find_by_idempotency("email", message_id)):
+            self._store.count("email", "duplicate")
+            return f"250 OK queued as {earlier}"
+        provider_id = self._store.add_message(
+            "email",
+            recipient=", ".join(envelope.rcpt_tos),
+            sender=envelope.mail_from,
+            subject=_header(message, "Subject"),
+            body=_part(message, "plain") or "",
+            html=_part(message, "html"),
+            headers=headers,
+            touchpoint_id=_header(message, "X-Aftercare-Touchpoint"),
+            idempotency_key=message_id,
+        )
+        self._store.count("email", "accepted")
+        log.info("email %s to %s accepted", provider_id, ", ".join(envelope.rcpt_tos))
+        return f"250 OK queued as {provider_id}"
+
+
+def _header(message: EmailMessage, name: str) -> str | None:
+    value = message.get(name)
+    return None if value is None else str(value)
+
+
+def _part(message: EmailMessage, subtype: str) -> str | None:
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    # The wire has CRLF line ends; give back the text as the sender wrote it.
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
+class _SandboxSMTP(SMTP):
+    """aiosmtpd's protocol, plus: a 421 reply closes the connection (RFC 5321 section 3.8)."""
+
+    def __init__(self, *args: Any, sessions: _Sessions, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sessions = sessions
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._sessions.opened(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.closed(self)
+        super().connection_lost(error)
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(status)
+        code = status[:3] if isinstance(status, str) else status[:3].decode("ascii", "replace")
+        if code == "421" and self.transport is not None:
+            self.transport.close()
+
+
+class _Sessions:
+    """The open SMTP sessions, so that stopping can close them and wait until they are gone."""
+
+    def __init__(self) -> None:
+        self.open: set[_SandboxSMTP] = set()
+        self.none_open = asyncio.Event()
+        self.none_open.set()
+
+    def opened(self, session: _SandboxSMTP) -> None:
+        self.open.add(session)
+        self.none_open.clear()
+
+    def closed(self, session: _SandboxSMTP) -> None:
+        self.open.discard(session)
+        if not self.open:
+            self.none_open.set()
+
+
+class SandboxSMTPServer:
+    """The SMTP stand-in on 127.0.0.1:``port`` (0: any free port; see :attr:`port`)."""
+
+    def __init__(
+        self,
+        store: SandboxStore,
+        faults: FaultInjector,
+        *,
+        port: int,
+        username: str,
+        password: str,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._handler = SandboxMailHandler(store, faults)
+        self._requested_port = port
+        self._username = username.encode()
+        self._password = password.encode()
+        self._tls_context = tls_context
+        self._server: asyncio.Server | None = None
+        self._sessions = _Sessions()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the sandbox SMTP server is not running; start() it first")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        logging.getLogger("mail.log").addFilter(_LOGIN_DATA_FILTER)  # no-op when already there
+        self._server = await loop.create_server(
+            lambda: _SandboxSMTP(
+                self._handler,
+                sessions=self._sessions,
+                hostname=HOSTNAME,
+                ident="Aftercare sandbox ESMTP",
+                enable_SMTPUTF8=True,
+                tls_context=self._tls_context,
+                auth_require_tls=False,
+                authenticator=self._authenticate,
+                loop=loop,
+            ),
+            host="127.0.0.1",
+            port=self._requested_port,
+        )
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening, close every open session and wait until they are gone."""
+        if self._server is None:
+            return
+        self._server.close()
+        for session in list(self._sessions.open):
+            if session.transport is not None:
+                session.transport.close()
+        async with asyncio.timeout(timeout):
+            await self._server.wait_closed()
+            await self._sessions.none_open.wait()  # connection_lost runs a loop iteration later
+        self._server = None
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        good = (
+            isinstance(auth_data, LoginPassword)
+            and hmac.compare_digest(auth_data.login, self._username)
+            and hmac.compare_digest(auth_data.password, self._password)
+        )
+        # handled=False without a message: aiosmtpd answers 535 5.7.8.
+        return AuthResult(success=good, handled=False, auth_data=auth_data if good else None)
