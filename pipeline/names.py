@@ -23,6 +23,7 @@ class TopicRole(StrEnum):
     DELIVERIES = "deliveries"
     DEAD_LETTERS = "dead-letters"
     DUE_NOTICES = "due-notices"  # internal: the scheduler's notices to the worker itself
+    INBOX = "inbox"  # in-app messages, read by the app backend
 
 
 # The topics upstream systems write to. They are co-partitioned: same key (customer_id), same
@@ -52,4 +53,5 @@ RECORD_OF_TOPIC: dict[TopicRole, str] = {
     TopicRole.DELIVERIES: f"{SCHEMA_NAMESPACE}.DeliveryOutcome",
     TopicRole.DEAD_LETTERS: f"{SCHEMA_NAMESPACE}.DeadLetter",
     TopicRole.DUE_NOTICES: f"{SCHEMA_NAMESPACE}.DueNotice",
+    TopicRole.INBOX: f"{SCHEMA_NAMESPACE}.InboxMessage",
 }

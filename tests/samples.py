@@ -196,6 +196,24 @@ def due_notice(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def inbox_message(**overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event_id": "tp-1",
+        "customer_id": "cust-1",
+        "occurred_at": T0,
+        "touchpoint_id": "tp-1",
+        "journey": "need_help",
+        "step": "offer",
+        "order_id": "order-1",
+        "title": "Need a hand with your Barista 900?",
+        "body": "Our setup guide takes five minutes.",
+        "locale": "en",
+        "expires_at": T0 + timedelta(days=2),
+    }
+    record.update(overrides)
+    return record
+
+
 # Every record type with its sample, by topic role.
 SAMPLES = {
     TopicRole.PURCHASES: purchase,
@@ -206,6 +224,7 @@ SAMPLES = {
     TopicRole.DELIVERIES: delivery_outcome,
     TopicRole.DEAD_LETTERS: dead_letter,
     TopicRole.DUE_NOTICES: due_notice,
+    TopicRole.INBOX: inbox_message,
 }
 
 FULL_NAMES = {role: RECORD_OF_TOPIC[role] for role in SAMPLES}

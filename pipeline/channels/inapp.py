@@ -1,0 +1,57 @@
+"""In-app messages: a record on the ``inbox`` topic, which the app backend reads.
+
+Kafka is the provider here: the message is delivered when the broker acknowledges it. The record's
+``event_id`` is the touchpoint id, so the app shows a message written twice only once.
+"""
+
+from __future__ import annotations
+
+from pipeline.channels.base import Delivered, Message, Outcome, Retryable
+from pipeline.clock import Clock
+from pipeline.codec import SchemaSet
+from pipeline.intake import Publisher
+from pipeline.journeys.model import Channel
+from pipeline.names import RECORD_OF_TOPIC, TopicRole
+
+INBOX = RECORD_OF_TOPIC[TopicRole.INBOX]
+
+
+class InAppSender:
+    channel = Channel.IN_APP
+
+    def __init__(self, publisher: Publisher, topic: str, schemas: SchemaSet, clock: Clock) -> None:
+        self.provider = f"inbox:{topic}"
+        self._publisher = publisher
+        self._topic = topic
+        self._schemas = schemas
+        self._clock = clock
+
+    async def send(self, message: Message) -> Outcome:
+        now = self._clock.now()
+        record = {
+            "event_id": message.touchpoint_id,
+            "customer_id": message.customer_id,
+            "occurred_at": now,
+            "touchpoint_id": message.touchpoint_id,
+            "journey": message.journey,
+            "step": message.step,
+            "order_id": message.order_id,
+            "title": message.subject or "",
+            "body": message.text,
+            "locale": message.locale,
+            "expires_at": message.command.get("expires_at"),
+        }
+        try:
+            metadata = await self._publisher.send_and_wait(
+                self._topic,
+                value=self._schemas.encode(INBOX, record),
+                key=message.customer_id.encode("utf-8"),
+            )
+        except Exception as error:  # aiokafka's errors: the broker is away; try again later
+            return Retryable(f"{self.provider}: {type(error).__name__}: {error}")
+        partition = getattr(metadata, "partition", "?")
+        offset = getattr(metadata, "offset", "?")
+        return Delivered(f"{self._topic}/{partition}/{offset}", now)
+
+    async def close(self) -> None:
+        return None

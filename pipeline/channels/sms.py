@@ -1,0 +1,62 @@
+"""SMS over an API shaped like Twilio's Messages resource.
+
+``POST {base}/2010-04-01/Accounts/{sid}/Messages.json``, form-encoded To/From/Body, HTTP Basic auth
+with the account SID and auth token, and the touchpoint id as ``I-Twilio-Idempotency-Token``: a
+retried request cannot become a second text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+from pipeline.channels.base import (
+    Delivered,
+    Message,
+    Outcome,
+    classify_http,
+    classify_transport_error,
+)
+from pipeline.clock import Clock
+from pipeline.journeys.model import Channel
+
+
+class SmsSender:
+    channel = Channel.SMS
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        clock: Clock,
+    ) -> None:
+        self.provider = f"sms:{httpx.URL(base_url).host}"
+        self._client = client
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._from = sender
+        self._clock = clock
+
+    async def send(self, message: Message) -> Outcome:
+        try:
+            response = await self._client.post(
+                self._url,
+                data={"To": message.address, "From": self._from, "Body": message.text},
+                auth=self._auth,
+                headers={"I-Twilio-Idempotency-Token": message.touchpoint_id},
+            )
+        except httpx.HTTPError as error:
+            return classify_transport_error(error, self.provider)
+        if response.is_success:
+            return Delivered(str(response.json().get("sid", "")), self._now())
+        return classify_http(response, self.provider)
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    async def close(self) -> None:
+        return None  # the shared client is closed by whoever made it

@@ -1,0 +1,88 @@
+"""A signed JSON POST: the human hand-off (support tasks) and any CRM.
+
+The body is the touchpoint as JSON. The signature header follows the widespread
+``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` scheme, so receivers can check both who
+sent it and that it is fresh; ``Idempotency-Key`` is the touchpoint id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from pipeline.channels.base import (
+    Delivered,
+    Message,
+    Outcome,
+    classify_http,
+    classify_transport_error,
+)
+from pipeline.clock import Clock
+from pipeline.journeys.model import Channel
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+class WebhookSender:
+    channel = Channel.WEBHOOK
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        secret: str,
+        clock: Clock,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = f"webhook:{httpx.URL(url).host}"
+        self._client = client
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+        self._wall = wall  # signatures are checked against the receiver's real clock
+
+    async def send(self, message: Message) -> Outcome:
+        body = json.dumps(_payload(message), separators=(",", ":"), default=str).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Aftercare-Signature": signature(self._secret, int(self._wall()), body),
+            "Idempotency-Key": message.touchpoint_id,
+        }
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as error:
+            return classify_transport_error(error, self.provider)
+        if response.is_success:
+            try:
+                provider_id = str(response.json().get("id", ""))
+            except ValueError:
+                provider_id = ""
+            return Delivered(provider_id or message.touchpoint_id, self._clock.now())
+        return classify_http(response, self.provider)
+
+    async def close(self) -> None:
+        return None
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    command = message.command
+    return {
+        "type": f"{message.journey}.{message.step}",
+        "touchpoint_id": message.touchpoint_id,
+        "customer_id": message.customer_id,
+        "order_id": message.order_id,
+        "priority": message.priority.value,
+        "locale": message.locale,
+        "summary": message.text,
+        "context": command.get("context", {}),
+        "trigger_occurred_at": command.get("trigger_occurred_at"),
+    }
