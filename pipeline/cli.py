@@ -26,6 +26,7 @@ from pipeline import localkafka
 from pipeline.config import VARIABLES, ConfigError, Settings
 from pipeline.journeys.rules import JourneysFileError
 from pipeline.names import TopicRole
+from pipeline.sandbox.cli import add_commands as add_sandbox_commands
 from pipeline.topics import TopicLayoutError, check_topics, ensure_topics
 
 
@@ -95,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         "worker", help="the journey worker: input topics in, touchpoints to dispatch"
     )
     worker.set_defaults(handler=_worker)
+
+    add_sandbox_commands(commands)
+
+    senders = commands.add_parser(
+        "senders", help="the channel senders: dispatch in, messages out, outcomes to deliveries"
+    )
+    senders.set_defaults(handler=_senders)
 
     run = commands.add_parser("run", help="the main job: what `make run` runs")
     run.set_defaults(handler=_run)
@@ -255,6 +263,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.worker.main import run_worker
 
     return run_worker(settings)
+
+
+def _senders(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.senders.main import run_senders
+
+    return run_senders(settings)
 
 
 def _config(settings: Settings, args: argparse.Namespace) -> int:

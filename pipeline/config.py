@@ -146,10 +146,79 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("AFTERCARE_LOG_LEVEL", "info", "debug, info, warning or error."),
     Variable(
+        "AFTERCARE_SENDERS_ID",
+        "",
+        "The senders' consumer group. Empty: <topic prefix>aftercare-senders.",
+    ),
+    Variable("AFTERCARE_SENDERS_PORT", "6067", "HTTP port of the senders' health endpoints."),
+    Variable(
+        "AFTERCARE_SENDER_MAX_ATTEMPTS",
+        "6",
+        "Provider calls per channel before falling back to the next channel.",
+    ),
+    Variable(
+        "AFTERCARE_SENDER_MAX_SECONDS_PER_CHANNEL",
+        "120",
+        "Real seconds spent retrying one channel before falling back to the next.",
+    ),
+    Variable(
+        "AFTERCARE_SENDER_RATE_PER_SECOND",
+        "50",
+        "Sends per second per provider and sender process (a token bucket).",
+    ),
+    Variable(
+        "AFTERCARE_SENDER_DEDUPE_HOURS",
+        "24",
+        "How far back in deliveries a sender looks, when it takes over a partition, for "
+        "touchpoints that already ended.",
+    ),
+    Variable(
         "AFTERCARE_SESSION_TIMEOUT_SECONDS",
         "10",
         "How long the consumer group waits for a worker that stopped answering (killed, node "
         "lost) before giving its partitions to the others. The broker allows 6 to 1800.",
+    ),
+    # -- channels: the defaults reach the local sandbox (`aftercare sandbox`), with its own
+    # non-secret credentials; production sets the provider's URLs and secrets here.
+    Variable("AFTERCARE_SMTP_HOST", "127.0.0.1", "SMTP server for email."),
+    Variable("AFTERCARE_SMTP_PORT", "2525", "Its port (587 for STARTTLS, 465 for implicit TLS)."),
+    Variable("AFTERCARE_SMTP_TLS", "none", "none, starttls or implicit."),
+    Variable("AFTERCARE_SMTP_USERNAME", "", "SMTP AUTH user; empty: no AUTH."),
+    Variable("AFTERCARE_SMTP_PASSWORD", "", "SMTP AUTH password."),
+    Variable("AFTERCARE_SMTP_POOL_SIZE", "4", "Open SMTP connections per sender process."),
+    Variable("AFTERCARE_EMAIL_FROM", "Aftercare <care@shop.example>", "From: of every email."),
+    Variable(
+        "AFTERCARE_UNSUBSCRIBE_URL",
+        "https://shop.example/preferences?customer={customer_id}&touchpoint={touchpoint_id}",
+        "One-click unsubscribe link in engagement and marketing mail ({customer_id}, "
+        "{touchpoint_id} are filled in).",
+    ),
+    Variable("AFTERCARE_SMS_BASE_URL", "http://127.0.0.1:8025/twilio", "Twilio-shaped SMS API."),
+    Variable("AFTERCARE_SMS_ACCOUNT_SID", "ACsandbox", "SMS account SID (Basic auth user)."),
+    Variable("AFTERCARE_SMS_AUTH_TOKEN", "sandbox-token", "SMS auth token (Basic auth password)."),
+    Variable("AFTERCARE_SMS_FROM", "+15005550006", "Sender number or messaging service."),
+    Variable(
+        "AFTERCARE_WHATSAPP_BASE_URL",
+        "http://127.0.0.1:8025/whatsapp",
+        "WhatsApp Cloud API-shaped endpoint.",
+    ),
+    Variable("AFTERCARE_WHATSAPP_PHONE_NUMBER_ID", "1000000001", "The sending phone number id."),
+    Variable("AFTERCARE_WHATSAPP_TOKEN", "sandbox-whatsapp-token", "Bearer token."),
+    Variable("AFTERCARE_PUSH_BASE_URL", "http://127.0.0.1:8025/fcm", "FCM v1-shaped push API."),
+    Variable("AFTERCARE_PUSH_PROJECT_ID", "aftercare-sandbox", "The push project id."),
+    Variable("AFTERCARE_PUSH_TOKEN", "sandbox-push-token", "OAuth bearer token for push."),
+    Variable(
+        "AFTERCARE_WEBHOOK_URL",
+        "http://127.0.0.1:8025/webhook/support",
+        "Where support hand-offs (and other webhook touchpoints) are POSTed.",
+    ),
+    Variable("AFTERCARE_WEBHOOK_SECRET", "sandbox-webhook-secret", "HMAC secret of the signature."),
+    Variable("AFTERCARE_SANDBOX_HTTP_PORT", "8025", "The sandbox's provider APIs, on 127.0.0.1."),
+    Variable("AFTERCARE_SANDBOX_SMTP_PORT", "2525", "The sandbox's SMTP server, on 127.0.0.1."),
+    Variable(
+        "AFTERCARE_SANDBOX_DB",
+        "~/.cache/aftercare/sandbox/outbox.sqlite",
+        "The sandbox's outbox: every message it accepted (SQLite).",
     ),
     Variable(
         "AFTERCARE_KAFKA_LIBS",
@@ -224,6 +293,13 @@ class Settings:
     worker_port: int
     log_level: str
     session_timeout_seconds: float
+    channels: ChannelSettings
+    senders_id: str
+    senders_port: int
+    sender_max_attempts: int
+    sender_max_seconds_per_channel: float
+    sender_rate_per_second: float
+    sender_dedupe_hours: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -330,6 +406,13 @@ class Settings:
             worker_port=_port(get, "AFTERCARE_WORKER_PORT"),
             log_level=log_level,
             session_timeout_seconds=_number(get, "AFTERCARE_SESSION_TIMEOUT_SECONDS"),
+            channels=_channel_settings(get),
+            senders_id=get("AFTERCARE_SENDERS_ID") or f"{prefix}aftercare-senders",
+            senders_port=_port(get, "AFTERCARE_SENDERS_PORT"),
+            sender_max_attempts=_positive(get, "AFTERCARE_SENDER_MAX_ATTEMPTS"),
+            sender_max_seconds_per_channel=_number(get, "AFTERCARE_SENDER_MAX_SECONDS_PER_CHANNEL"),
+            sender_rate_per_second=_number(get, "AFTERCARE_SENDER_RATE_PER_SECOND"),
+            sender_dedupe_hours=_number(get, "AFTERCARE_SENDER_DEDUPE_HOURS"),
         )
 
     def clock(self) -> Clock:
@@ -378,6 +461,62 @@ def _positive(get: Any, name: str) -> int:
     if value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {raw!r}.")
     return value
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    smtp_host: str
+    smtp_port: int
+    smtp_tls: str
+    smtp_username: str
+    smtp_password: str = field(repr=False)
+    smtp_pool_size: int
+    email_from: str
+    unsubscribe_url: str
+    sms_base_url: str
+    sms_account_sid: str
+    sms_auth_token: str = field(repr=False)
+    sms_from: str
+    whatsapp_base_url: str
+    whatsapp_phone_number_id: str
+    whatsapp_token: str = field(repr=False)
+    push_base_url: str
+    push_project_id: str
+    push_token: str = field(repr=False)
+    webhook_url: str
+    webhook_secret: str = field(repr=False)
+
+
+def _channel_settings(get: Any) -> ChannelSettings:
+    tls = get("AFTERCARE_SMTP_TLS").lower()
+    if tls not in ("none", "starttls", "implicit"):
+        raise ConfigError(f"AFTERCARE_SMTP_TLS={tls!r} is not none, starttls or implicit.")
+    for name in ("SMS_BASE_URL", "WHATSAPP_BASE_URL", "PUSH_BASE_URL", "WEBHOOK_URL"):
+        url = get(f"AFTERCARE_{name}")
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"AFTERCARE_{name}={url!r} is not an http(s) URL.")
+    return ChannelSettings(
+        smtp_host=get("AFTERCARE_SMTP_HOST"),
+        smtp_port=_port(get, "AFTERCARE_SMTP_PORT"),
+        smtp_tls=tls,
+        smtp_username=get("AFTERCARE_SMTP_USERNAME"),
+        smtp_password=get("AFTERCARE_SMTP_PASSWORD"),
+        smtp_pool_size=_positive(get, "AFTERCARE_SMTP_POOL_SIZE"),
+        email_from=get("AFTERCARE_EMAIL_FROM"),
+        unsubscribe_url=get("AFTERCARE_UNSUBSCRIBE_URL"),
+        sms_base_url=get("AFTERCARE_SMS_BASE_URL"),
+        sms_account_sid=get("AFTERCARE_SMS_ACCOUNT_SID"),
+        sms_auth_token=get("AFTERCARE_SMS_AUTH_TOKEN"),
+        sms_from=get("AFTERCARE_SMS_FROM"),
+        whatsapp_base_url=get("AFTERCARE_WHATSAPP_BASE_URL"),
+        whatsapp_phone_number_id=get("AFTERCARE_WHATSAPP_PHONE_NUMBER_ID"),
+        whatsapp_token=get("AFTERCARE_WHATSAPP_TOKEN"),
+        push_base_url=get("AFTERCARE_PUSH_BASE_URL"),
+        push_project_id=get("AFTERCARE_PUSH_PROJECT_ID"),
+        push_token=get("AFTERCARE_PUSH_TOKEN"),
+        webhook_url=get("AFTERCARE_WEBHOOK_URL"),
+        webhook_secret=get("AFTERCARE_WEBHOOK_SECRET"),
+    )
 
 
 def _number(get: Any, name: str) -> float:

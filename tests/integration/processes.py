@@ -74,6 +74,11 @@ class ComponentProcess:
             self.process.wait(timeout=30)
             return None
 
+    async def stopped(self) -> int | None:
+        """:meth:`stop` without blocking the event loop, which may be serving the process (the
+        in-process sandbox answers its SMTP QUIT while it shuts down)."""
+        return await asyncio.to_thread(self.stop)
+
     def tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,221 @@
+"""Delivering one touchpoint: the channels in order, each tried until it works or gives up.
+
+For a dispatch record: if it has expired, it ends EXPIRED. Otherwise each channel the worker
+listed (all allowed for this customer, best first) is tried in turn: render it, wait for the
+provider's circuit breaker and rate limit, send, and on a retryable outcome back off (honouring
+Retry-After) and try again, up to the retry policy's attempts and time. A permanent outcome, a
+template error or a channel that ran out of attempts falls back to the next channel. The first
+success ends it DELIVERED; when no channel is left it ends FAILED with the last reason.
+
+Waiting is ``asyncio.sleep`` inside this touchpoint's own task: other touchpoints, other
+customers and other channels go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pipeline.channels.base import (
+    ChannelSender,
+    Delivered,
+    Message,
+    Permanent,
+    Retryable,
+    mask_address,
+)
+from pipeline.clock import Clock
+from pipeline.journeys.model import Channel, Priority
+from pipeline.senders.resilience import CircuitBreaker, RetryPolicy, TokenBucket, backoff
+
+log = logging.getLogger(__name__)
+
+
+class Rendered(Protocol):
+    @property
+    def subject(self) -> str | None: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def html(self) -> str | None: ...
+
+
+class Renderer(Protocol):
+    def render(
+        self, command: Mapping[str, Any], channel: str, locale: str | None = None
+    ) -> Rendered: ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a touchpoint ended in the senders: the fields of its DeliveryOutcome."""
+
+    status: str  # DELIVERED, FAILED, EXPIRED
+    reason: str | None = None
+    detail: str | None = None
+    channel: Channel | None = None
+    attempts: int = 0
+    provider_id: str | None = None
+    accepted_at: datetime | None = None
+
+
+@dataclass
+class ProviderGuard:
+    """The breaker and rate limit one provider's calls share, across all touchpoints."""
+
+    breaker: CircuitBreaker
+    bucket: TokenBucket
+
+
+@dataclass
+class Deliverer:
+    senders: Mapping[Channel, ChannelSender]
+    renderer: Renderer
+    clock: Clock
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rate_per_second: float = 50.0
+    burst: float = 50.0
+    breaker_threshold: int = 5
+    breaker_cool_off: float = 5.0
+    rng: random.Random = field(default_factory=random.Random)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    guards: dict[str, ProviderGuard] = field(default_factory=dict)
+
+    def guard(self, provider: str) -> ProviderGuard:
+        if provider not in self.guards:
+            self.guards[provider] = ProviderGuard(
+                CircuitBreaker(self.breaker_threshold, self.breaker_cool_off),
+                TokenBucket(self.rate_per_second, self.burst),
+            )
+        return self.guards[provider]
+
+    async def deliver(self, command: Mapping[str, Any]) -> Result:
+        if self.clock.now() > command["expires_at"]:
+            return Result("EXPIRED", "expired", f"valid until {command['expires_at'].isoformat()}")
+        attempts = 0
+        reason = "no channel to try"
+        last: Channel | None = None
+        for name in command["channels"]:
+            channel = Channel(name)
+            last = channel
+            sender = self.senders.get(channel)
+            address = _address(command, channel)
+            if sender is None or not address:
+                reason = f"{channel.value}: no {'sender' if sender is None else 'address'}"
+                continue
+            try:
+                rendered = self.renderer.render(command, channel.value)
+            except Exception as error:  # TemplateError, and anything a template does wrong
+                reason = f"{channel.value}: template: {error}"
+                log.warning("touchpoint %s: %s", command["touchpoint_id"], reason)
+                continue
+            message = _message(command, channel, address, rendered)
+            result, used = await self._try_channel(sender, message, command)
+            attempts += used
+            if isinstance(result, Delivered):
+                return Result(
+                    "DELIVERED",
+                    channel=channel,
+                    attempts=attempts,
+                    provider_id=result.provider_id,
+                    accepted_at=result.accepted_at,
+                )
+            if result == "expired":
+                return Result("EXPIRED", "expired", "expired while retrying", channel, attempts)
+            reason = f"{channel.value}: {result}"
+            log.info(
+                "touchpoint %s to %s on %s failed, falling back: %s",
+                command["touchpoint_id"],
+                mask_address(address),
+                channel.value,
+                result,
+            )
+        return Result("FAILED", _reason_code(reason), reason, last, attempts)
+
+    async def _try_channel(
+        self, sender: ChannelSender, message: Message, command: Mapping[str, Any]
+    ) -> tuple[Delivered | str, int]:
+        """Delivered, or why this channel gave up ("expired" when the touchpoint did)."""
+        guard = self.guard(sender.provider)
+        started = self.monotonic()
+        attempts = 0
+        while True:
+            wait = max(guard.breaker.wait(self.monotonic()), guard.bucket.delay(self.monotonic()))
+            if wait > 0:
+                if self.monotonic() + wait - started > self.policy.max_seconds_per_channel:
+                    return f"gave up: {sender.provider} unavailable (circuit open)", attempts
+                await self.sleep(wait)
+                continue
+            if self.clock.now() > command["expires_at"]:
+                return "expired", attempts
+            attempts += 1
+            outcome = await sender.send(message)
+            if isinstance(outcome, Delivered):
+                guard.breaker.succeeded()
+                return outcome, attempts
+            if isinstance(outcome, Permanent):
+                guard.breaker.succeeded()  # the provider answered; it is the message that is bad
+                return f"permanent: {outcome.reason}", attempts
+            assert isinstance(outcome, Retryable)
+            if outcome.throttled:  # slow down, all of us: the provider is up, just busy
+                guard.bucket.pause(self.monotonic() + (outcome.retry_after or 1.0))
+            else:
+                guard.breaker.failed(self.monotonic())
+            if attempts >= self.policy.max_attempts:
+                return f"gave up after {attempts} attempts: {outcome.reason}", attempts
+            pause = backoff(self.policy, attempts, outcome.retry_after, self.rng)
+            if self.monotonic() + pause - started > self.policy.max_seconds_per_channel:
+                return f"gave up after {attempts} attempts: {outcome.reason}", attempts
+            await self.sleep(pause)
+
+
+def _address(command: Mapping[str, Any], channel: Channel) -> str | None:
+    recipient: Mapping[str, str | None] = command["recipient"]
+    if channel is Channel.EMAIL:
+        return recipient.get("email")
+    if channel in (Channel.SMS, Channel.WHATSAPP):
+        return recipient.get("phone")
+    if channel is Channel.PUSH:
+        return recipient.get("push_token")
+    if channel is Channel.IN_APP:
+        return str(command["customer_id"])
+    return "support"  # webhook: the configured endpoint
+
+
+def _message(
+    command: Mapping[str, Any], channel: Channel, address: str, rendered: Rendered
+) -> Message:
+    return Message(
+        touchpoint_id=command["touchpoint_id"],
+        customer_id=command["customer_id"],
+        journey=command["journey"],
+        step=command["step"],
+        order_id=command.get("order_id"),
+        priority=Priority(command["priority"]),
+        channel=channel,
+        address=address,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        locale=command["recipient"]["locale"],
+        command=dict(command),
+    )
+
+
+def _reason_code(reason: str) -> str:
+    if "template:" in reason:
+        return "template_error"
+    if "permanent:" in reason:
+        return "provider_rejected"
+    if "no address" in reason or "no sender" in reason:
+        return "no_channel"
+    return "provider_unavailable"

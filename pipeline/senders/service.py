@@ -1,0 +1,335 @@
+"""``aftercare senders``: the consumer group on ``dispatch`` that delivers and records outcomes.
+
+Each dispatch record becomes its own task (up to ``max_in_flight`` at once), so a touchpoint
+waiting out a retry never holds up another. Offsets are committed per partition up to the first
+record not yet finished: at-least-once, whatever order tasks finish in.
+
+Effectively once: before delivering, the touchpoint id is looked up in a ledger of touchpoints that
+already have an outcome; after delivering, the outcome goes to ``deliveries`` on the *same partition
+number* as the dispatch record (both topics are keyed by customer and sized alike), and only then is
+the record counted as finished. When a partition is assigned (a start, a restart after SIGKILL, a
+rebalance) the ledger for it is rebuilt by reading that ``deliveries`` partition over the
+de-duplication window, so a dispatch record seen again after a crash is recognised and not sent
+twice. The providers also get the touchpoint id as an idempotency key where they take one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from pipeline.clock import Clock
+from pipeline.codec import DecodeError, SchemaSet
+from pipeline.config import Settings
+from pipeline.intake import Admitted, Intake, SourceRecord
+from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.senders.delivery import Deliverer, Result
+
+log = logging.getLogger(__name__)
+
+DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
+DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    failed: int = 0
+    expired: int = 0
+
+
+class OffsetTracker:
+    """Which offsets of a partition are still being worked on; what may be committed."""
+
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, set[int]] = defaultdict(set)
+        self.next: dict[TopicPartition, int] = {}
+
+    def started(self, tp: TopicPartition, offset: int) -> None:
+        self.pending[tp].add(offset)
+        self.next[tp] = max(self.next.get(tp, 0), offset + 1)
+
+    def finished(self, tp: TopicPartition, offset: int) -> None:
+        self.pending[tp].discard(offset)
+
+    def committable(self, tps: set[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        result = {}
+        for tp, upto in self.next.items():
+            if tps is not None and tp not in tps:
+                continue
+            waiting = self.pending.get(tp)
+            result[tp] = min(waiting) if waiting else upto
+        return result
+
+    def forget(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            self.pending.pop(tp, None)
+            self.next.pop(tp, None)
+
+
+class SenderService:
+    def __init__(
+        self,
+        settings: Settings,
+        deliverer: Deliverer,
+        schemas: SchemaSet,
+        clock: Clock,
+        producer: AIOKafkaProducer,
+        *,
+        group_id: str,
+        max_in_flight: int = 500,
+        dedupe_window: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.settings = settings
+        self.deliverer = deliverer
+        self.schemas = schemas
+        self.clock = clock
+        self.producer = producer
+        self.group_id = group_id
+        self.max_in_flight = max_in_flight
+        self.dedupe_window = dedupe_window
+        self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
+        self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
+        self.intake = Intake(
+            schemas=schemas,
+            topics={self.dispatch_topic: TopicRole.DISPATCH},
+            dead_letter_topic=settings.topic(TopicRole.DEAD_LETTERS),
+            publisher=producer,
+            clock=clock,
+            max_future=timedelta(seconds=settings.max_future_seconds),
+            consumer="senders",
+        )
+        self.tracker = OffsetTracker()
+        self.ended: dict[int, set[str]] = defaultdict(set)  # partition -> touchpoint ids ended
+        # aiokafka fetches a newly assigned partition while the rebalance listener still runs:
+        # nothing of a partition is delivered before its ledger is loaded.
+        self.ledger_loaded: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self.in_flight: dict[str, asyncio.Task[Any]] = {}  # touchpoint id -> its task
+        self.tasks: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
+        self.counters = Counters()
+        self.assigned: set[TopicPartition] = set()
+        self.ready = False
+        self.consumer: AIOKafkaConsumer | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(
+            client_id=f"{self.settings.client_id}-senders",
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.settings.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(self.settings.session_timeout_seconds * 200),
+            **self.settings.kafka_client_kwargs(),
+        )
+        self.consumer = consumer
+        consumer.subscribe([self.dispatch_topic], listener=_Rebalance(self))
+        await consumer.start()
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                if sum(len(t) for t in self.tasks.values()) >= self.max_in_flight:
+                    await asyncio.wait(
+                        [t for ts in self.tasks.values() for t in ts],
+                        timeout=0.5,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                else:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                    for tp, messages in batches.items():
+                        for message in messages:
+                            self._start(tp, message)
+                if time.monotonic() - last_commit >= 1.0:
+                    await self._commit()
+                    last_commit = time.monotonic()
+        finally:
+            self.ready = False
+            await self._drain(set(self.tasks), timeout=10.0)
+            await self._commit()
+            await consumer.stop()
+
+    def _start(self, tp: TopicPartition, message: Any) -> None:
+        self.tracker.started(tp, message.offset)
+        task = asyncio.create_task(self._handle(tp, message))
+        self.tasks[tp].add(task)
+        task.add_done_callback(self.tasks[tp].discard)
+
+    async def _handle(self, tp: TopicPartition, message: Any) -> None:
+        """One dispatch record to its outcome. Cancelled (revoked, stopping): left uncommitted."""
+        self.counters.received += 1
+        source = SourceRecord(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            message.timestamp,
+            tuple(message.headers or ()),
+        )
+        taken = await self.intake.take(source)
+        if isinstance(taken, Admitted):
+            await self._deliver_once(tp.partition, taken.record)
+        self.tracker.finished(tp, message.offset)
+
+    async def _deliver_once(self, partition: int, command: Mapping[str, Any]) -> None:
+        await self.ledger_loaded[partition].wait()
+        touchpoint = command["touchpoint_id"]
+        earlier = self.in_flight.get(touchpoint)
+        if earlier is not None:  # the same touchpoint dispatched twice: let the first finish
+            await asyncio.wait([earlier])
+        if touchpoint in self.ended[partition]:
+            self.counters.duplicates += 1
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight[touchpoint] = task
+        try:
+            result = await self.deliverer.deliver(command)
+            pause = 0.5
+            while True:  # the outcome must reach deliveries; the broker may be away for a while
+                try:
+                    await self._record(partition, command, result)
+                    return
+                except Exception:
+                    log.exception("could not record the outcome of %s; retrying", touchpoint)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 30.0)
+        finally:
+            self.in_flight.pop(touchpoint, None)
+
+    async def _record(self, partition: int, command: Mapping[str, Any], result: Result) -> None:
+        outcome = {
+            "event_id": command["touchpoint_id"],
+            "customer_id": command["customer_id"],
+            "occurred_at": self.clock.now(),
+            "touchpoint_id": command["touchpoint_id"],
+            "journey": command["journey"],
+            "step": command["step"],
+            "order_id": command.get("order_id"),
+            "priority": command["priority"],
+            "status": result.status,
+            "reason": result.reason,
+            "detail": result.detail,
+            "channel": result.channel.value if result.channel else None,
+            "attempts": result.attempts,
+            "provider_message_id": result.provider_id,
+            "trigger_occurred_at": command["trigger_occurred_at"],
+            "dispatched_at": command["occurred_at"],
+            "accepted_at": result.accepted_at,
+        }
+        await self.producer.send_and_wait(
+            self.deliveries_topic,
+            value=self.schemas.encode(DELIVERY, outcome),
+            key=command["customer_id"].encode("utf-8"),
+            partition=partition,
+        )
+        self.ended[partition].add(command["touchpoint_id"])
+        if result.status == "DELIVERED":
+            self.counters.delivered += 1
+        elif result.status == "EXPIRED":
+            self.counters.expired += 1
+        else:
+            self.counters.failed += 1
+
+    async def _commit(self, tps: set[TopicPartition] | None = None) -> None:
+        if self.consumer is None:
+            return
+        offsets = {
+            tp: OffsetAndMetadata(offset, "")
+            for tp, offset in self.tracker.committable(tps).items()
+            if tp in self.assigned
+        }
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except Exception:  # a rebalance in progress; the next commit catches up
+                log.warning("commit failed; will retry", exc_info=True)
+
+    async def _drain(self, tps: set[TopicPartition], timeout: float) -> None:
+        tasks = [t for tp in tps for t in self.tasks.get(tp, ())]
+        if not tasks:
+            return
+        _, waiting = await asyncio.wait(tasks, timeout=timeout)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+    # -- rebalances ----------------------------------------------------------------------------
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        self.ready = False
+        await self._drain(
+            revoked, timeout=5.0
+        )  # let quick sends finish; the rest go to the next owner
+        await self._commit(revoked)
+        self.tracker.forget(revoked)
+        self.assigned -= revoked
+        for tp in revoked:
+            self.ended.pop(tp.partition, None)
+            self.ledger_loaded[tp.partition].clear()
+
+    async def assigned_to(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            self.ended[tp.partition] = await self._ended_touchpoints(tp.partition)
+            self.ledger_loaded[tp.partition].set()
+        self.assigned |= assigned
+        self.ready = True
+        log.info(
+            "senders own %d dispatch partitions; %d touchpoints already ended in the window",
+            len(self.assigned),
+            sum(len(ids) for ids in self.ended.values()),
+        )
+
+    async def _ended_touchpoints(self, partition: int) -> set[str]:
+        """Touchpoint ids with an outcome on this deliveries partition, over the window."""
+        tp = TopicPartition(self.deliveries_topic, partition)
+        reader = AIOKafkaConsumer(
+            client_id=f"{self.settings.client_id}-senders-ledger",
+            enable_auto_commit=False,
+            **self.settings.kafka_client_kwargs(),
+        )
+        await reader.start()
+        ended: set[str] = set()
+        try:
+            reader.assign([tp])
+            since_ms = int((time.time() - self.dedupe_window.total_seconds()) * 1000)
+            found = await reader.offsets_for_times({tp: since_ms})
+            end = (await reader.end_offsets([tp]))[tp]
+            start = found[tp].offset if found.get(tp) is not None else end
+            if start >= end:
+                return ended
+            reader.seek(tp, start)
+            while await reader.position(tp) < end:
+                batch = await reader.getmany(tp, timeout_ms=1000)
+                for message in batch.get(tp, []):
+                    try:
+                        record = self.schemas.decode(message.value, DELIVERY).record
+                    except DecodeError:
+                        continue
+                    ended.add(record["touchpoint_id"])
+        finally:
+            await reader.stop()
+        return ended
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: SenderService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.service.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.service.assigned_to(set(assigned))
