@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from pipeline import localkafka
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
+from pipeline.sandbox.server import Sandbox, SandboxConfig
 from pipeline.topics import ensure_topics
 from tests.support import delete_topics_with_prefix, settings_for
 
@@ -23,6 +25,17 @@ from tests.support import delete_topics_with_prefix, settings_for
 @pytest.fixture(scope="session")
 def schemas() -> SchemaSet:
     return SchemaSet.load()
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The provider sandbox on free ports, with its own outbox; deterministic faults."""
+    box = Sandbox(
+        SandboxConfig(http_port=0, smtp_port=0, db_path=tmp_path / "outbox.sqlite", seed=1)
+    )
+    await box.start()
+    yield box
+    await box.stop()
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,8 @@ def run_senders(settings: Settings) -> int:
         level=settings.log_level.upper(),
         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
     )
+    # One INFO line per provider request is noise at this volume (and carries URLs).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(_serve(settings))
     return 0
 

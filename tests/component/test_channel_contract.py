@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +29,7 @@ from pipeline.channels.webhook import WebhookSender
 from pipeline.channels.whatsapp import WhatsAppSender
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel, Priority
-from pipeline.sandbox.server import Sandbox, SandboxConfig
+from pipeline.sandbox.server import Sandbox
 from tests.samples import T0, touchpoint_command
 
 HTTP_CHANNELS = ["email", "sms", "whatsapp", "push", "webhook"]
@@ -60,16 +59,6 @@ class Harness:
         assert answer.status_code == 200, answer.text
         result: list[dict[str, Any]] = answer.json()
         return result
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(
-        SandboxConfig(http_port=0, smtp_port=0, db_path=tmp_path / "outbox.sqlite", seed=1)
-    )
-    await box.start()
-    yield box
-    await box.stop()
 
 
 @pytest.fixture(params=HTTP_CHANNELS)

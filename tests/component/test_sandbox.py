@@ -31,7 +31,7 @@ import pytest
 
 from pipeline.sandbox.cli import SandboxCommandError, add_commands, config_from_env
 from pipeline.sandbox.faults import FaultInjector, Outcome
-from pipeline.sandbox.server import Sandbox, SandboxConfig
+from pipeline.sandbox.server import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "+4915112345678"
@@ -39,16 +39,6 @@ TWILIO_PATH = "/twilio/2010-04-01/Accounts/ACsandbox/Messages.json"
 WHATSAPP_PATH = "/whatsapp/v21.0/1000000001/messages"
 FCM_PATH = "/fcm/v1/projects/aftercare-sandbox/messages:send"
 WEBHOOK_PATH = "/webhook/support"
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(
-        SandboxConfig(http_port=0, smtp_port=0, db_path=tmp_path / "outbox.sqlite", seed=1)
-    )
-    await box.start()
-    yield box
-    await box.stop()
 
 
 @pytest.fixture

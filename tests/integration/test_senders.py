@@ -25,7 +25,7 @@ from pipeline.clock import SystemClock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
-from pipeline.sandbox.server import Sandbox, SandboxConfig
+from pipeline.sandbox.server import Sandbox
 from pipeline.topics import ensure_topics
 from tests.integration.kafkatools import end_offsets, read_range, wait_for_new
 from tests.integration.processes import ComponentProcess
@@ -46,16 +46,6 @@ async def topics(broker: Settings) -> AsyncIterator[Settings]:
     await ensure_topics(settings)
     yield settings
     await delete_topics_with_prefix(settings, prefix)
-
-
-@pytest.fixture
-async def sandbox(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    box = Sandbox(
-        SandboxConfig(http_port=0, smtp_port=0, db_path=tmp_path / "outbox.sqlite", seed=7)
-    )
-    await box.start()
-    yield box
-    await box.stop()
 
 
 def _senders(topics: Settings, sandbox: Sandbox, tmp_path: Path, **env: str) -> ComponentProcess:
@@ -142,6 +132,25 @@ async def _outcomes(
         topics, topics.topic(TopicRole.DELIVERIES), {}, count, timeout=timeout
     )
     return [schemas.decode(m.value, DELIVERY).record for m in records]
+
+
+async def _run(
+    topics: Settings,
+    sandbox: Sandbox,
+    producer: AIOKafkaProducer,
+    schemas: SchemaSet,
+    tmp_path: Path,
+    commands: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Start the senders, dispatch ``commands``, wait for their outcomes, stop cleanly."""
+    senders = _senders(topics, sandbox, tmp_path)
+    senders.start()
+    try:
+        await senders.wait_ready()
+        await _dispatch(producer, schemas, topics, commands)
+        return await _outcomes(topics, schemas, len(commands))
+    finally:
+        assert await senders.stopped() == 0, senders.tail()
 
 
 async def _all_outcomes(topics: Settings, schemas: SchemaSet) -> list[dict[str, Any]]:
@@ -231,14 +240,7 @@ async def test_smtp_down_for_a_while_then_back_delivers_everything_once(
 ) -> None:
     await _fault(sandbox, "email", outage_until=time.time() + 4)
     commands = [_command(["EMAIL"]) for _ in range(20)]
-    senders = _senders(topics, sandbox, tmp_path)
-    senders.start()
-    try:
-        await senders.wait_ready()
-        await _dispatch(producer, schemas, topics, commands)
-        outcomes = await _outcomes(topics, schemas, len(commands))
-    finally:
-        assert await senders.stopped() == 0, senders.tail()
+    outcomes = await _run(topics, sandbox, producer, schemas, tmp_path, commands)
     assert {o["status"] for o in outcomes} == {"DELIVERED"}
     assert max(o["attempts"] for o in outcomes) > 1  # they did meet the outage
     accepted = await _accepted(sandbox)
@@ -255,14 +257,7 @@ async def test_a_429_storm_is_ridden_out(
 ) -> None:
     await _fault(sandbox, "sms", throttle_rate=0.6, retry_after_s=1)
     commands = [_command(["SMS"]) for _ in range(30)]
-    senders = _senders(topics, sandbox, tmp_path)
-    senders.start()
-    try:
-        await senders.wait_ready()
-        await _dispatch(producer, schemas, topics, commands)
-        outcomes = await _outcomes(topics, schemas, len(commands))
-    finally:
-        assert await senders.stopped() == 0, senders.tail()
+    outcomes = await _run(topics, sandbox, producer, schemas, tmp_path, commands)
     assert {o["status"] for o in outcomes} == {"DELIVERED"}, [
         (o["status"], o["detail"]) for o in outcomes if o["status"] != "DELIVERED"
     ]
