@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration lint format typecheck broker-up broker-down topics clean
+.PHONY: install run test unit integration lint format typecheck prometheus-tools broker-up broker-down topics clean
 
 install: $(STAMP)
 
@@ -20,8 +20,18 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/aftercare run
 
-test: install lint typecheck
+test: install lint typecheck prometheus-tools
 	$(BIN)/pytest
+
+# promtool (alert rule tests) and prometheus (the scrape test) from Debian's package.
+prometheus-tools:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "make test needs promtool and prometheus: apt-get install prometheus (as root)"; exit 1; \
+	  fi; }
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -32,6 +32,7 @@ from pipeline.channels.base import (
 )
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel, Priority
+from pipeline.metrics import BREAKER_VALUES, SenderMetrics
 from pipeline.senders.resilience import CircuitBreaker, RetryPolicy, TokenBucket, backoff
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Deliverer:
     rng: random.Random = field(default_factory=random.Random)
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    metrics: SenderMetrics = field(default_factory=SenderMetrics)
     guards: dict[str, ProviderGuard] = field(default_factory=dict)
 
     def guard(self, provider: str) -> ProviderGuard:
@@ -158,18 +160,34 @@ class Deliverer:
             if self.clock.now() > command["expires_at"]:
                 return "expired", attempts
             attempts += 1
+            self.metrics.attempts.labels(message.channel.value).inc()
+            if attempts > 1:
+                self.metrics.retries.labels(message.channel.value).inc()
+            called = self.monotonic()
             outcome = await sender.send(message)
-            if isinstance(outcome, Delivered):
-                guard.breaker.succeeded()
-                return outcome, attempts
-            if isinstance(outcome, Permanent):
-                guard.breaker.succeeded()  # the provider answered; it is the message that is bad
-                return f"permanent: {outcome.reason}", attempts
+            kind = type(outcome).__name__.lower()
+            self.metrics.provider_request.labels(sender.provider, kind).observe(
+                self.monotonic() - called
+            )
+            try:
+                if isinstance(outcome, Delivered):
+                    guard.breaker.succeeded()
+                    return outcome, attempts
+                if isinstance(outcome, Permanent):
+                    guard.breaker.succeeded()  # the provider answered; the message is bad
+                    return f"permanent: {outcome.reason}", attempts
+            finally:
+                self.metrics.breaker.labels(sender.provider).set(
+                    BREAKER_VALUES[guard.breaker.state.value]
+                )
             assert isinstance(outcome, Retryable)
             if outcome.throttled:  # slow down, all of us: the provider is up, just busy
                 guard.bucket.pause(self.monotonic() + (outcome.retry_after or 1.0))
             else:
                 guard.breaker.failed(self.monotonic())
+                self.metrics.breaker.labels(sender.provider).set(
+                    BREAKER_VALUES[guard.breaker.state.value]
+                )
             if attempts >= self.policy.max_attempts:
                 return f"gave up after {attempts} attempts: {outcome.reason}", attempts
             pause = backoff(self.policy, attempts, outcome.retry_after, self.rng)

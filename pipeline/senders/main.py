@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.channels import build_senders, http_client
 from pipeline.codec import SchemaSet
@@ -106,9 +107,14 @@ async def _health_server(service: SenderService, port: int) -> web.AppRunner:
         }
         return web.json_response(body, status=200 if service.ready else 503)
 
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(service.deliverer.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()  # probes come from the kubelet

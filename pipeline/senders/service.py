@@ -121,6 +121,7 @@ class SenderService:
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self.consumer: AIOKafkaConsumer | None = None
+        self.factor: float = getattr(clock, "factor", 1.0)  # simulated seconds per real second
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class SenderService:
                 if time.monotonic() - last_commit >= 1.0:
                     await self._commit()
                     last_commit = time.monotonic()
+                    await self._measure(consumer)
         finally:
             self.ready = False
             await self._drain(set(self.tasks), timeout=10.0)
@@ -236,6 +238,13 @@ class SenderService:
             partition=partition,
         )
         self.ended[partition].add(command["touchpoint_id"])
+        metrics = self.deliverer.metrics
+        channel = result.channel.value if result.channel else "none"
+        metrics.deliveries.labels(channel, result.status, result.reason or "").inc()
+        if result.status == "DELIVERED" and result.accepted_at is not None:
+            due = max(command["trigger_occurred_at"], command["due_at"])
+            waited = (result.accepted_at - due).total_seconds() / self.factor
+            metrics.end_to_end.labels(channel, command["priority"]).observe(max(waited, 0.0))
         if result.status == "DELIVERED":
             self.counters.delivered += 1
         elif result.status == "EXPIRED":
@@ -256,6 +265,16 @@ class SenderService:
                 await self.consumer.commit(offsets)
             except Exception:  # a rebalance in progress; the next commit catches up
                 log.warning("commit failed; will retry", exc_info=True)
+
+    async def _measure(self, consumer: AIOKafkaConsumer) -> None:
+        metrics = self.deliverer.metrics
+        metrics.in_flight.set(sum(len(tasks) for tasks in self.tasks.values()))
+        for tp in list(self.assigned):
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await consumer.position(tp)
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
 
     async def _drain(self, tps: set[TopicPartition], timeout: float) -> None:
         tasks = [t for tp in tps for t in self.tasks.get(tp, ())]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
 from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
 from pipeline.codec import SchemaSet
@@ -27,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.intake import Intake, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.rules import JourneyBook
+from pipeline.metrics import WorkerMetrics
 from pipeline.names import COPARTITIONED_ROLES, CUSTOMERS_TABLE, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.processor import JourneyProcessor
@@ -94,6 +97,7 @@ def create_app(
     )
     publisher = FaustPublisher(app)
     index = scheduler.DueIndex()
+    metrics = WorkerMetrics()
     copartitioned = {settings.topic(role): role for role in COPARTITIONED_ROLES}
     processor = JourneyProcessor(
         settings=settings,
@@ -110,6 +114,7 @@ def create_app(
         ),
         publisher=publisher,
         index=index,
+        metrics=metrics,
     )
     source = app.topic(*copartitioned, key_type=bytes, value_type=bytes)
     due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
@@ -156,7 +161,12 @@ def create_app(
         log.info("due index rebuilt: %d customers with something pending", len(index))
 
     async def send_due_notices() -> None:
+        last_lag = 0.0
         while not app.should_stop:
+            metrics.pending_timers.set(len(index))
+            if time.monotonic() - last_lag >= 5.0:
+                last_lag = time.monotonic()
+                await measure_lag()
             wake = index.next_wake()
             pause = TICK_SECONDS if wake is None else clock.real_seconds_until(wake)
             await asyncio.sleep(min(TICK_SECONDS, max(pause, 0.001)))
@@ -180,6 +190,24 @@ def create_app(
                 log.exception("could not send due-notices; trying again")
 
     app.task(send_due_notices)
+
+    async def measure_lag() -> None:
+        try:
+            for tp in app.consumer.assignment():
+                if tp.topic not in copartitioned:
+                    continue
+                position = await app.consumer.position(tp)
+                if position is not None:
+                    lag = max(app.consumer.highwater(tp) - position, 0)
+                    metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        except Exception:  # a rebalance moved things under us; the next round measures again
+            log.debug("could not measure consumer lag", exc_info=True)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; the exposition is UTF-8 (the default).
+        media_type = CONTENT_TYPE_LATEST.split("; charset")[0]
+        return web.bytes(generate_latest(metrics.registry), content_type=media_type)
 
     @app.page("/health/live")
     async def live(web: Any, request: Any) -> Any:

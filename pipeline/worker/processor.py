@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import MutableMapping, Sequence
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from pipeline.config import Settings
 from pipeline.intake import Admitted, DeadLetter, Intake, Publisher, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CancelTouchpoint, Command, Event, SendTouchpoint, Wake
+from pipeline.metrics import WorkerMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.convert import dispatch_record, outcome_record, to_event
@@ -46,6 +48,7 @@ class JourneyProcessor:
         intake: Intake,
         publisher: Publisher,
         index: scheduler.DueIndex,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.schemas = schemas
         self.engine = engine
@@ -53,25 +56,40 @@ class JourneyProcessor:
         self.intake = intake
         self.publisher = publisher
         self.index = index
+        self.metrics = metrics or WorkerMetrics()
+        self.factor: float = getattr(clock, "factor", 1.0)  # simulated seconds per real second
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
     async def process(self, source: SourceRecord, table: MutableMapping[bytes, bytes]) -> None:
         taken = await self.intake.take(source)
-        if taken is None:
-            return  # dead-lettered, and the dead letter is on the broker
+        if taken is None:  # dead-lettered, and the dead letter is on the broker
+            self.metrics.events.labels(source.topic, "unknown", "dead_lettered").inc()
+            return
         try:
             now = self.clock.now()
             event: Event
+            kind = (
+                taken.record.get("type", "tombstone")
+                if isinstance(taken, Admitted)
+                else "tombstone"
+            )
             if isinstance(taken, Admitted) and taken.role is TopicRole.DUE_NOTICES:
                 event = Wake(taken.record["customer_id"], now)
+                kind = "DUE_NOTICE"
+                lateness = (now - taken.record["occurred_at"]).total_seconds() / self.factor
+                self.metrics.timer_lateness.observe(max(lateness, 0.0))
             else:
                 event = to_event(taken, now)
             customer = event.customer_id
             key = customer.encode("utf-8")
+            started = time.perf_counter()
             stored = table.get(key)
             state = decode_state(scheduler.unpack_state(stored)) if stored is not None else None
             decision = self.engine.decide(state, event, now)
+            self.metrics.decision.observe(time.perf_counter() - started)
+            outcome = "used" if decision.used else decision.note or "unused"
+            self.metrics.events.labels(source.topic, kind, outcome).inc()
             await self.publish(decision.commands, now)
             if decision.state is not state:
                 wake = self.engine.next_wakeup(decision.state)
@@ -94,11 +112,15 @@ class JourneyProcessor:
         for command in commands:
             key = command.touchpoint.customer_id.encode("utf-8")
             if isinstance(command, SendTouchpoint):
+                self.metrics.dispatches.labels(
+                    command.touchpoint.journey, command.channels[0].value
+                ).inc()
                 value = self.schemas.encode(DISPATCH, dispatch_record(command, now))
                 sends.append(
                     self.publisher.send_and_wait(self.dispatch_topic, value=value, key=key)
                 )
             elif isinstance(command, CancelTouchpoint):
+                self.metrics.deliveries.labels("none", command.outcome.value, command.reason).inc()
                 value = self.schemas.encode(DELIVERY, outcome_record(command, now))
                 sends.append(
                     self.publisher.send_and_wait(self.deliveries_topic, value=value, key=key)

@@ -14,13 +14,25 @@ import httpx
 
 
 class ComponentProcess:
-    """One ``aftercare <command>`` subprocess with its own log file."""
+    """One ``aftercare <command>`` subprocess (or another program, given ``argv``) with its own
+    log file, ready when ``ready_path`` on ``port`` answers 200."""
 
-    def __init__(self, command: str, env: dict[str, str], log_path: Path, port: int) -> None:
+    def __init__(
+        self,
+        command: str,
+        env: dict[str, str],
+        log_path: Path,
+        port: int,
+        *,
+        argv: list[str] | None = None,
+        ready_path: str = "/health/ready",
+    ) -> None:
         self.command = command
         self.env = env
         self.log_path = log_path
         self.port = port
+        self.argv = argv or [sys.executable, "-m", "pipeline.cli", command]
+        self.ready_path = ready_path
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -30,7 +42,7 @@ class ComponentProcess:
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", self.command],
+            self.argv,
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -48,8 +60,10 @@ class ComponentProcess:
                 if self.process.poll() is not None:
                     raise AssertionError(f"{self.command} exited early:\n{self.tail()}")
                 try:
-                    answer = await client.get(f"http://127.0.0.1:{self.port}/health/ready")
-                    if answer.status_code == 200 and answer.json().get("ready"):
+                    answer = await client.get(f"http://127.0.0.1:{self.port}{self.ready_path}")
+                    if answer.status_code == 200 and (
+                        self.ready_path != "/health/ready" or answer.json().get("ready")
+                    ):
                         return time.monotonic() - started
                 except httpx.TransportError:
                     pass
