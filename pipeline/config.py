@@ -168,7 +168,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "AFTERCARE_SENDER_DEDUPE_HOURS",
-        "24",
+        "96",
         "How far back in deliveries a sender looks, when it takes over a partition, for "
         "touchpoints that already ended.",
     ),

@@ -95,6 +95,15 @@ def classify_http(response: httpx.Response, provider: str) -> Retryable | Perman
     return Permanent(reason)
 
 
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    """A provider's JSON answer, or {} when it is empty or not JSON (accepted all the same)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def classify_transport_error(error: httpx.HTTPError, provider: str) -> Retryable:
     return Retryable(f"{provider} unreachable: {type(error).__name__}: {error}".rstrip(": "))
 

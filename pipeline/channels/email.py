@@ -62,7 +62,8 @@ class EmailSender:
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                _, reply = await client.send_message(email)
+                # The envelope recipient is the address, never what a header might parse into.
+                _, reply = await client.send_message(email, recipients=[message.address])
             except aiosmtplib.SMTPRecipientsRefused as refused:
                 if client is not None:
                     self._idle.append(client)  # the connection is fine; the address is not
@@ -116,7 +117,11 @@ class EmailSender:
         )
         await client.connect()
         if settings.username:
-            await client.login(settings.username, settings.password)
+            try:
+                await client.login(settings.username, settings.password)
+            except BaseException:
+                await _discard(client)
+                raise
         return client
 
     async def close(self) -> None:

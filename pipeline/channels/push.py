@@ -17,6 +17,9 @@ from pipeline.channels.base import (
     classify_http,
     classify_transport_error,
 )
+from pipeline.channels.base import (
+    json_body as _json,
+)
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
 
@@ -50,7 +53,9 @@ class PushSender:
         except httpx.HTTPError as error:
             return classify_transport_error(error, self.provider)
         if response.is_success:
-            return Delivered(str(response.json().get("name", "")), self._clock.now())
+            return Delivered(
+                str(_json(response).get("name") or message.touchpoint_id), self._clock.now()
+            )
         if response.status_code == 404:
             return Permanent(f"{self.provider}: the device token is no longer registered")
         return classify_http(response, self.provider)

@@ -18,6 +18,9 @@ from pipeline.channels.base import (
     classify_http,
     classify_transport_error,
 )
+from pipeline.channels.base import (
+    json_body as _json,
+)
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
 
@@ -52,7 +55,7 @@ class SmsSender:
         except httpx.HTTPError as error:
             return classify_transport_error(error, self.provider)
         if response.is_success:
-            return Delivered(str(response.json().get("sid", "")), self._now())
+            return Delivered(_json(response).get("sid") or message.touchpoint_id, self._now())
         return classify_http(response, self.provider)
 
     def _now(self) -> datetime:

@@ -23,6 +23,9 @@ from pipeline.channels.base import (
     classify_http,
     classify_transport_error,
 )
+from pipeline.channels.base import (
+    json_body as _json,
+)
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
 
@@ -62,11 +65,8 @@ class WebhookSender:
         except httpx.HTTPError as error:
             return classify_transport_error(error, self.provider)
         if response.is_success:
-            try:
-                provider_id = str(response.json().get("id", ""))
-            except ValueError:
-                provider_id = ""
-            return Delivered(provider_id or message.touchpoint_id, self._clock.now())
+            provider_id = str(_json(response).get("id") or message.touchpoint_id)
+            return Delivered(provider_id, self._clock.now())
         return classify_http(response, self.provider)
 
     async def close(self) -> None:

@@ -16,6 +16,9 @@ from pipeline.channels.base import (
     classify_http,
     classify_transport_error,
 )
+from pipeline.channels.base import (
+    json_body as _json,
+)
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
 
@@ -52,8 +55,8 @@ class WhatsAppSender:
         except httpx.HTTPError as error:
             return classify_transport_error(error, self.provider)
         if response.is_success:
-            messages = response.json().get("messages") or [{}]
-            return Delivered(str(messages[0].get("id", "")), self._clock.now())
+            messages = _json(response).get("messages") or [{}]
+            return Delivered(str(messages[0].get("id") or message.touchpoint_id), self._clock.now())
         return classify_http(response, self.provider)
 
     async def close(self) -> None:

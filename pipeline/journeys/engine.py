@@ -143,7 +143,9 @@ class JourneyEngine:
         if isinstance(event, PreferencesEvent):
             return self._apply_preferences(state, event), None
         if isinstance(event, PreferencesErased):
-            return replace(state, preferences=Preferences(updated_at=event.occurred_at)), None
+            # No event time to compare with: on the compacted topic whatever follows the
+            # tombstone for this customer is newer, so it must apply, whatever its occurred_at.
+            return replace(state, preferences=Preferences()), None
         if isinstance(event, Wake):
             return state, None
         raise TypeError(f"not an event: {event!r}")

@@ -151,20 +151,28 @@ class Deliverer:
         started = self.monotonic()
         attempts = 0
         while True:
-            wait = max(guard.breaker.wait(self.monotonic()), guard.bucket.delay(self.monotonic()))
+            # The rate limit first: only a send that has its token may take the breaker's probe.
+            wait = guard.bucket.delay(self.monotonic())
+            if wait == 0:
+                wait = guard.breaker.wait(self.monotonic())
             if wait > 0:
                 if self.monotonic() + wait - started > self.policy.max_seconds_per_channel:
                     return f"gave up: {sender.provider} unavailable (circuit open)", attempts
                 await self.sleep(wait)
                 continue
             if self.clock.now() > command["expires_at"]:
+                guard.breaker.release()
                 return "expired", attempts
             attempts += 1
             self.metrics.attempts.labels(message.channel.value).inc()
             if attempts > 1:
                 self.metrics.retries.labels(message.channel.value).inc()
             called = self.monotonic()
-            outcome = await sender.send(message)
+            try:
+                outcome = await sender.send(message)
+            except BaseException:  # cancelled (revoked, stopping): the probe, if ours, is free
+                guard.breaker.release()
+                raise
             kind = type(outcome).__name__.lower()
             self.metrics.provider_request.labels(sender.provider, kind).observe(
                 self.monotonic() - called
@@ -183,6 +191,7 @@ class Deliverer:
             assert isinstance(outcome, Retryable)
             if outcome.throttled:  # slow down, all of us: the provider is up, just busy
                 guard.bucket.pause(self.monotonic() + (outcome.retry_after or 1.0))
+                guard.breaker.release()
             else:
                 guard.breaker.failed(self.monotonic())
                 self.metrics.breaker.labels(sender.provider).set(

@@ -99,6 +99,10 @@ class CircuitBreaker:
     def succeeded(self) -> None:
         self.state, self.failures, self.probing = BreakerState.CLOSED, 0, False
 
+    def release(self) -> None:
+        """The probe ended without telling anything (throttled, cancelled): let another probe go."""
+        self.probing = False
+
     def failed(self, now: float) -> None:
         """A retryable failure (an outage, throttling, a timeout). Permanent ones do not count."""
         self.failures += 1

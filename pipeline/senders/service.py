@@ -89,7 +89,7 @@ class SenderService:
         *,
         group_id: str,
         max_in_flight: int = 500,
-        dedupe_window: timedelta = timedelta(hours=24),
+        dedupe_window: timedelta = timedelta(hours=96),
     ) -> None:
         self.settings = settings
         self.deliverer = deliverer
@@ -107,7 +107,8 @@ class SenderService:
             dead_letter_topic=settings.topic(TopicRole.DEAD_LETTERS),
             publisher=producer,
             clock=clock,
-            max_future=timedelta(seconds=settings.max_future_seconds),
+            # Dispatch records are ours: clock skew between hosts must not cost a touchpoint.
+            max_future=timedelta(days=3650),
             consumer="senders",
         )
         self.tracker = OffsetTracker()
@@ -141,17 +142,17 @@ class SenderService:
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
-                if sum(len(t) for t in self.tasks.values()) >= self.max_in_flight:
-                    await asyncio.wait(
-                        [t for ts in self.tasks.values() for t in ts],
-                        timeout=0.5,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                else:
-                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                    for tp, messages in batches.items():
-                        for message in messages:
-                            self._start(tp, message)
+                # At the limit, fetching pauses but polling goes on: a consumer that stops
+                # polling for max.poll.interval is thrown out of the group.
+                full = sum(len(t) for t in self.tasks.values()) >= self.max_in_flight
+                if full and not consumer.paused():
+                    consumer.pause(*consumer.assignment())
+                elif not full and consumer.paused():
+                    consumer.resume(*consumer.paused())
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                for tp, messages in batches.items():
+                    for message in messages:
+                        self._start(tp, message)
                 if time.monotonic() - last_commit >= 1.0:
                     await self._commit()
                     last_commit = time.monotonic()
@@ -198,7 +199,13 @@ class SenderService:
         assert task is not None
         self.in_flight[touchpoint] = task
         try:
-            result = await self.deliverer.deliver(command)
+            try:
+                result = await self.deliverer.deliver(command)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # a bug must end in an outcome, not a stuck partition
+                log.exception("delivering %s failed unexpectedly", touchpoint)
+                result = Result("FAILED", "internal_error", f"{type(error).__name__}: {error}")
             pause = 0.5
             while True:  # the outcome must reach deliveries; the broker may be away for a while
                 try:

@@ -90,11 +90,7 @@ class JourneyProcessor:
             self.metrics.decision.observe(time.perf_counter() - started)
             outcome = "used" if decision.used else decision.note or "unused"
             self.metrics.events.labels(source.topic, kind, outcome).inc()
-            await self.publish(decision.commands, now)
-            if decision.state is not state:
-                wake = self.engine.next_wakeup(decision.state)
-                table[key] = scheduler.pack(wake, encode_state(decision.state))
-                self.index.set(customer, wake, source.partition)
+            records = self.encode(decision.commands, now)
         except Exception as exc:
             log.exception("could not process %s", source.where)
             await self.intake.dead_letter(
@@ -106,9 +102,26 @@ class JourneyProcessor:
                     consumer="worker",
                 )
             )
+            return
+        # The decision stands; the broker must take its commands before the state moves on.
+        # A broker away for a while holds this partition here rather than losing anything.
+        pause = 0.5
+        while True:
+            try:
+                await self.send(records)
+                break
+            except Exception:
+                log.exception("could not publish the commands of %s; retrying", source.where)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+        if decision.state is not state:
+            wake = self.engine.next_wakeup(decision.state)
+            table[key] = scheduler.pack(wake, encode_state(decision.state))
+            self.index.set(customer, wake, source.partition)
 
-    async def publish(self, commands: Sequence[Command], now: datetime) -> None:
-        sends = []
+    def encode(self, commands: Sequence[Command], now: datetime) -> list[tuple[str, bytes, bytes]]:
+        """``(topic, key, value)`` of every command to publish: dispatches and outcomes."""
+        records = []
         for command in commands:
             key = command.touchpoint.customer_id.encode("utf-8")
             if isinstance(command, SendTouchpoint):
@@ -116,14 +129,16 @@ class JourneyProcessor:
                     command.touchpoint.journey, command.channels[0].value
                 ).inc()
                 value = self.schemas.encode(DISPATCH, dispatch_record(command, now))
-                sends.append(
-                    self.publisher.send_and_wait(self.dispatch_topic, value=value, key=key)
-                )
+                records.append((self.dispatch_topic, key, value))
             elif isinstance(command, CancelTouchpoint):
                 self.metrics.deliveries.labels("none", command.outcome.value, command.reason).inc()
                 value = self.schemas.encode(DELIVERY, outcome_record(command, now))
-                sends.append(
-                    self.publisher.send_and_wait(self.deliveries_topic, value=value, key=key)
-                )
-        if sends:
-            await asyncio.gather(*sends)
+                records.append((self.deliveries_topic, key, value))
+        return records
+
+    async def send(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Publish and wait until the broker has every one of them."""
+        if records:
+            await asyncio.gather(
+                *(self.publisher.send_and_wait(t, value=v, key=k) for t, k, v in records)
+            )

@@ -197,3 +197,15 @@ async def test_throttling_slows_everyone_down_but_never_opens_the_breaker() -> N
     assert (result.status, result.attempts) == ("DELIVERED", 9)
     assert deliverer.guard(sms.provider).breaker.failures == 0
     assert all(wait >= 2.0 for wait in time.waits)
+
+
+async def test_a_half_open_breaker_and_a_busy_rate_limit_never_lock_a_provider() -> None:
+    # Three outages open the breaker; when it half-opens, the one probe is throttled (429).
+    answers = [Retryable("503")] * 3 + [Retryable("429", retry_after=1.0, throttled=True), OK]
+    sms = Scripted(Channel.SMS, *answers)
+    deliverer, _ = _deliverer(sms, max_attempts=10, base_seconds=0.1, cap_seconds=0.1)
+    deliverer.rate_per_second, deliverer.burst = 1.0, 1.0  # a token a second: the bucket waits too
+    result = await deliverer.deliver(_command("SMS"))
+    assert (result.status, result.attempts) == ("DELIVERED", 5)
+    second = await deliverer.deliver(_command("SMS"))  # the provider is usable afterwards
+    assert second.status == "DELIVERED"

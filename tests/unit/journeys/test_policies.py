@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.journeys.model import QuietHours, SendTouchpoint
+from pipeline.journeys.model import PreferencesErased, QuietHours, SendTouchpoint
 from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
 from pipeline.journeys.rules import FrequencyCap
 from tests.unit.journeys.scenario import (
@@ -208,6 +208,17 @@ def test_a_shipped_alert_held_by_quiet_hours_is_dropped_once_the_parcel_is_deliv
     run.advance(DAY)
     assert "shipped" not in run.sent_journeys()
     assert ("shipped", "SUPPRESSED", "superseded:DELIVERED") in run.cancelled()
+
+
+def test_preferences_after_an_erasure_apply_even_if_the_worker_clock_is_ahead() -> None:
+    run = Scenario()
+    run.feed(prefs(T0 - DAY, email=True))
+    run.now = T0 + 5 * DAY  # the worker runs late, or on an accelerated clock
+    run._decide(PreferencesErased("c1", run.now))
+    run.feed(prefs(T0, email=False, in_app=False))  # the customer's new choice, after erasure
+    assert run.last.used
+    run.feed(placed(at=run.now))
+    assert "order_confirmation" not in run.sent_journeys()
 
 
 def test_older_preferences_never_override_newer_ones() -> None:
