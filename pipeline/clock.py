@@ -15,6 +15,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    factor: float  # simulated seconds per real second: 1 unless accelerated
+
     def now(self) -> datetime: ...
 
     def real_seconds_until(self, moment: datetime) -> float:
@@ -23,6 +25,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    factor = 1.0
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
@@ -64,6 +68,8 @@ class AcceleratedClock:
 
 class ManualClock:
     """A clock that moves only when told to; for tests."""
+
+    factor = 1.0
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:

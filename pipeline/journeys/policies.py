@@ -28,14 +28,35 @@ from pipeline.journeys.model import (
 from pipeline.journeys.rules import FrequencyCap
 
 
-def has_address(contact: Contact, channel: Channel) -> bool:
+def address(
+    channel: Channel,
+    *,
+    email: str | None,
+    phone: str | None,
+    push_token: str | None,
+    customer_id: str,
+) -> str | None:
+    """Where ``channel`` reaches this customer; None when we have no address for it."""
     if channel is Channel.EMAIL:
-        return bool(contact.email)
+        return email or None
     if channel in (Channel.SMS, Channel.WHATSAPP):
-        return bool(contact.phone)
+        return phone or None
     if channel is Channel.PUSH:
-        return bool(contact.push_token)
-    return True  # in-app goes to the customer id; webhook to the business
+        return push_token or None
+    if channel is Channel.IN_APP:
+        return customer_id
+    return "support"  # webhook: the business's configured endpoint, not the customer
+
+
+def has_address(contact: Contact, channel: Channel, customer_id: str) -> bool:
+    found = address(
+        channel,
+        email=contact.email,
+        phone=contact.phone,
+        push_token=contact.push_token,
+        customer_id=customer_id,
+    )
+    return found is not None
 
 
 def usable_channels(
@@ -46,7 +67,7 @@ def usable_channels(
     allowed = [c for c in touchpoint.channels if consent.allows(c)]
     if not allowed:
         return (), "no_consent"
-    usable = tuple(c for c in allowed if has_address(state.contact, c))
+    usable = tuple(c for c in allowed if has_address(state.contact, c, state.customer_id))
     if not usable:
         return (), "no_address"
     return usable, ""

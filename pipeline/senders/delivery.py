@@ -31,6 +31,7 @@ from pipeline.channels.base import (
     mask_address,
 )
 from pipeline.clock import Clock
+from pipeline.journeys import policies
 from pipeline.journeys.model import Channel, Priority
 from pipeline.metrics import BREAKER_VALUES, SenderMetrics
 from pipeline.senders.resilience import CircuitBreaker, RetryPolicy, TokenBucket, backoff
@@ -207,15 +208,13 @@ class Deliverer:
 
 def _address(command: Mapping[str, Any], channel: Channel) -> str | None:
     recipient: Mapping[str, str | None] = command["recipient"]
-    if channel is Channel.EMAIL:
-        return recipient.get("email")
-    if channel in (Channel.SMS, Channel.WHATSAPP):
-        return recipient.get("phone")
-    if channel is Channel.PUSH:
-        return recipient.get("push_token")
-    if channel is Channel.IN_APP:
-        return str(command["customer_id"])
-    return "support"  # webhook: the configured endpoint
+    return policies.address(
+        channel,
+        email=recipient.get("email"),
+        phone=recipient.get("phone"),
+        push_token=recipient.get("push_token"),
+        customer_id=str(command["customer_id"]),
+    )
 
 
 def _message(

@@ -122,7 +122,6 @@ class SenderService:
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self.consumer: AIOKafkaConsumer | None = None
-        self.factor: float = getattr(clock, "factor", 1.0)  # simulated seconds per real second
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -250,7 +249,7 @@ class SenderService:
         metrics.deliveries.labels(channel, result.status, result.reason or "").inc()
         if result.status == "DELIVERED" and result.accepted_at is not None:
             due = max(command["trigger_occurred_at"], command["due_at"])
-            waited = (result.accepted_at - due).total_seconds() / self.factor
+            waited = (result.accepted_at - due).total_seconds() / self.clock.factor
             metrics.end_to_end.labels(channel, command["priority"]).observe(max(waited, 0.0))
         if result.status == "DELIVERED":
             self.counters.delivered += 1

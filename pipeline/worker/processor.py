@@ -57,7 +57,6 @@ class JourneyProcessor:
         self.publisher = publisher
         self.index = index
         self.metrics = metrics or WorkerMetrics()
-        self.factor: float = getattr(clock, "factor", 1.0)  # simulated seconds per real second
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
@@ -77,7 +76,7 @@ class JourneyProcessor:
             if isinstance(taken, Admitted) and taken.role is TopicRole.DUE_NOTICES:
                 event = Wake(taken.record["customer_id"], now)
                 kind = "DUE_NOTICE"
-                lateness = (now - taken.record["occurred_at"]).total_seconds() / self.factor
+                lateness = (now - taken.record["occurred_at"]).total_seconds() / self.clock.factor
                 self.metrics.timer_lateness.observe(max(lateness, 0.0))
             else:
                 event = to_event(taken, now)
