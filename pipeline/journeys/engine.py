@@ -20,7 +20,6 @@ Every touchpoint that is scheduled ends in exactly one ``SendTouchpoint`` or ``C
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pipeline.journeys import policies
@@ -49,6 +48,7 @@ from pipeline.journeys.model import (
     Touchpoint,
     TouchpointContext,
     Wake,
+    evolve,
 )
 from pipeline.journeys.rules import APP_KINDS, APP_QUIET, Condition, JourneyBook, JourneyRule
 
@@ -103,7 +103,7 @@ class JourneyEngine:
             if event.event_id in state.seen_event_ids:
                 return Decision(state, used=False, note="duplicate")
             seen = (*state.seen_event_ids, event.event_id)[-SEEN_EVENT_IDS:]
-            state = replace(state, seen_event_ids=seen)
+            state = evolve(state, seen_event_ids=seen)
 
         applied, trigger = self._apply(state, event)
         commands: list[Command] = []
@@ -145,7 +145,7 @@ class JourneyEngine:
         if isinstance(event, PreferencesErased):
             # No event time to compare with: on the compacted topic whatever follows the
             # tombstone for this customer is newer, so it must apply, whatever its occurred_at.
-            return replace(state, preferences=Preferences()), None
+            return evolve(state, preferences=Preferences()), None
         if isinstance(event, Wake):
             return state, None
         raise TypeError(f"not an event: {event!r}")
@@ -164,7 +164,7 @@ class JourneyEngine:
                 timezone=event.contact.timezone,
             )
         if event.kind == "ORDER_PLACED":
-            order = replace(
+            order = evolve(
                 order,
                 placed_at=order.placed_at or event.occurred_at,
                 items=event.items or order.items,
@@ -172,10 +172,10 @@ class JourneyEngine:
                 currency=event.currency,
             )
         elif event.kind in CLOSING_KINDS:
-            order = replace(order, closed_by=order.closed_by or event.kind)
+            order = evolve(order, closed_by=order.closed_by or event.kind)
             if event.kind == "ORDER_REFUNDED":
-                order = replace(order, total_minor=event.total_minor or order.total_minor)
-        order = replace(order, last_event_at=_later(order.last_event_at, event.occurred_at))
+                order = evolve(order, total_minor=event.total_minor or order.total_minor)
+        order = evolve(order, last_event_at=_later(order.last_event_at, event.occurred_at))
         trigger = _Trigger(
             event.kind,
             event.event_id,
@@ -211,15 +211,15 @@ class JourneyEngine:
             reason=event.reason,
         )
         shipments = tuple(s for s in order.shipments if s.shipment_id != event.shipment_id)
-        order = replace(
+        order = evolve(
             order,
             shipments=(*shipments, parcel),
             last_event_at=_later(order.last_event_at, event.occurred_at),
         )
         if event.kind == "DELIVERED" and order.delivered_at is None:
-            order = replace(order, delivered_at=event.occurred_at)
+            order = evolve(order, delivered_at=event.occurred_at)
         if event.kind == "RETURNED" and order.returned_at is None:
-            order = replace(order, returned_at=event.occurred_at)
+            order = evolve(order, returned_at=event.occurred_at)
         trigger = _Trigger(
             event.kind,
             event.event_id,
@@ -234,28 +234,28 @@ class JourneyEngine:
         self, state: CustomerState, event: AppUsageEvent
     ) -> tuple[CustomerState | None, _Trigger | None]:
         if event.kind in APP_ACTIVITY:
-            state = replace(
+            state = evolve(
                 state, last_app_activity=_later(state.last_app_activity, event.occurred_at)
             )
         if event.kind == "PUSH_TOKEN_REGISTERED" and event.push_token:
-            state = replace(state, contact=replace(state.contact, push_token=event.push_token))
+            state = evolve(state, contact=evolve(state.contact, push_token=event.push_token))
         # An order known only from the app (its purchase not seen yet) is still an order: "once
         # per order" must hold for it too.
         order = (
             (state.order(event.order_id) or OrderState(event.order_id)) if event.order_id else None
         )
         if order is not None:
-            order = replace(order, last_event_at=_later(order.last_event_at, event.occurred_at))
+            order = evolve(order, last_event_at=_later(order.last_event_at, event.occurred_at))
         if event.kind == "SETUP_COMPLETED":
             if order is not None:
-                order = replace(
+                order = evolve(
                     order, setup_completed_at=_later(order.setup_completed_at, event.occurred_at)
                 )
             else:  # setup of "the product": counts for every delivered order
-                state = replace(
+                state = evolve(
                     state,
                     orders=tuple(
-                        replace(
+                        evolve(
                             o, setup_completed_at=_later(o.setup_completed_at, event.occurred_at)
                         )
                         if o.delivered_at is not None
@@ -264,7 +264,7 @@ class JourneyEngine:
                     ),
                 )
         if event.kind == "FEEDBACK_SUBMITTED" and order is not None:
-            order = replace(order, rating=event.rating)
+            order = evolve(order, rating=event.rating)
         if order is not None:
             state = _with_order(state, order)
         trigger = _Trigger(
@@ -278,7 +278,7 @@ class JourneyEngine:
         known = state.preferences.updated_at
         if known is not None and event.occurred_at < known:
             return None  # an older picture than the one we have
-        state = replace(
+        state = evolve(
             state,
             preferences=Preferences(
                 consent=event.consent,
@@ -327,7 +327,7 @@ class JourneyEngine:
                 commands.append(CancelTouchpoint(touchpoint, Outcome.SUPPRESSED, reason))
             else:
                 keep.append(pending)
-        return replace(state, pending=tuple(keep))
+        return evolve(state, pending=tuple(keep))
 
     # -- 4. start ------------------------------------------------------------------------------
 
@@ -350,7 +350,7 @@ class JourneyEngine:
             context = self._context(order, trigger)
             state = self._schedule(state, journey, scope, trigger, context, now, commands)
             if order is not None and journey.scope in ("order", "shipment"):
-                order = replace(order, started=(*order.started, scope))
+                order = evolve(order, started=(*order.started, scope))
                 state = _with_order(state, order)
         return state
 
@@ -392,7 +392,7 @@ class JourneyEngine:
                 urgent=journey.urgent,
                 channels=step.channels,
                 template=step.template,
-                context=replace(context, variables=step.variables),
+                context=evolve(context, variables=step.variables),
                 trigger_event_id=trigger.event_id,
                 trigger_occurred_at=trigger.occurred_at,
                 due_at=due,
@@ -403,7 +403,7 @@ class JourneyEngine:
             if due > now:
                 commands.append(ScheduleTouchpoint(touchpoint))
             added.append(Pending(touchpoint, not_before=due))
-        return replace(state, pending=(*state.pending, *added))
+        return evolve(state, pending=(*state.pending, *added))
 
     def _context(self, order: OrderState | None, trigger: _Trigger) -> TouchpointContext:
         parcel = order.shipment(trigger.shipment_id) if order and trigger.shipment_id else None
@@ -445,7 +445,7 @@ class JourneyEngine:
                 state = self._schedule(
                     state, journey, scope, trigger, TouchpointContext(), now, commands
                 )
-        return replace(state, reengaged_for=last)
+        return evolve(state, reengaged_for=last)
 
     # -- 5. fire -------------------------------------------------------------------------------
 
@@ -460,7 +460,7 @@ class JourneyEngine:
                 keep.append(deferred)
             if command is not None:
                 commands.append(command)
-        return replace(state, pending=tuple(keep))
+        return evolve(state, pending=tuple(keep))
 
     def _fire_one(
         self, state: CustomerState, pending: Pending, now: datetime
@@ -504,7 +504,7 @@ class JourneyEngine:
         ):
             wake = policies.quiet_hours_end(quiet, now, timezone)
             if wake <= touchpoint.expires_at:
-                return state, None, replace(pending, not_before=wake)
+                return state, None, evolve(pending, not_before=wake)
             # It would expire while waiting: reach the customer where it does not ring, if we can.
             silent = tuple(c for c in channels if c not in PHONE_CHANNELS)
             if not silent:
@@ -517,11 +517,11 @@ class JourneyEngine:
             sends = policies.recent_sends(state.engagement_sends, caps, now)
             if policies.capped(sends, caps, now):
                 return (
-                    replace(state, engagement_sends=sends),
+                    evolve(state, engagement_sends=sends),
                     cancel(Outcome.SUPPRESSED, "frequency_cap"),
                     None,
                 )
-            state = replace(state, engagement_sends=(*sends, now))
+            state = evolve(state, engagement_sends=(*sends, now))
         recipient = Recipient(
             email=state.contact.email,
             phone=state.contact.phone,
@@ -545,7 +545,7 @@ class JourneyEngine:
         )
         if len(orders) == len(state.orders):
             return state
-        return replace(state, orders=orders)
+        return evolve(state, orders=orders)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -622,7 +622,7 @@ def _holds(
 
 def _with_order(state: CustomerState, order: OrderState) -> CustomerState:
     others = tuple(o for o in state.orders if o.order_id != order.order_id)
-    return replace(state, orders=(*others, order))
+    return evolve(state, orders=(*others, order))
 
 
 def _with_contact(
@@ -645,7 +645,7 @@ def _with_contact(
         timezone=timezone or known.timezone,
         updated_at=at,
     )
-    return replace(state, contact=contact)
+    return evolve(state, contact=contact)
 
 
 def _later(known: datetime | None, candidate: datetime) -> datetime:

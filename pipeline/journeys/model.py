@@ -7,9 +7,41 @@ the returned state and carries out the returned commands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def evolve(value: _T, **changes: Any) -> _T:
+    """A copy of a frozen dataclass ``value`` with ``changes``: ``dataclasses.replace``, quicker.
+
+    The engine makes about ten copies per decision; ``replace`` builds each through the generated
+    ``__init__`` (a frozen class sets every field through ``object.__setattr__``) and was a third
+    of a decision's time. These classes have no ``__post_init__``, so copying the fields is the same
+    value. Unknown field names are refused, as ``replace`` refuses them.
+    """
+    cls: type[Any] = type(value)
+    if not _field_names(cls).issuperset(changes):
+        unknown = ", ".join(sorted(set(changes) - _field_names(cls)))
+        raise TypeError(f"{cls.__name__} has no field {unknown}")
+    copy: _T = object.__new__(cls)
+    attributes = copy.__dict__
+    attributes.update(value.__dict__)
+    attributes.update(changes)
+    return copy
+
+
+_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
+
+
+def _field_names(cls: type[Any]) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+    return names
 
 
 class Channel(StrEnum):

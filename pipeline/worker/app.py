@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
-from faust.types import TP
+from faust.streams import _current_event
+from faust.types import TP, EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
@@ -40,6 +42,8 @@ DUE_NOTICE = RECORD_OF_TOPIC[TopicRole.DUE_NOTICES]
 TICK_SECONDS = 0.05  # the longest the scheduler sleeps before looking at the index again
 RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
 NOTICES_PER_TICK = 5000
+BATCH_MAX = 1000  # records decided together, whose commands are acknowledged together
+BATCH_WITHIN_SECONDS = 0.01  # the longest a record waits for others to fill its batch
 
 
 class FaustPublisher:
@@ -48,10 +52,56 @@ class FaustPublisher:
     def __init__(self, app: faust.App) -> None:
         self.app = app
 
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> Awaitable[Any]:
+        return await self.app.producer.send(topic, key, value, None, None, None)
+
     async def send_and_wait(
         self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
     ) -> Any:
         return await self.app.producer.send_and_wait(topic, key, value, None, None, None)
+
+
+class FaustTable:
+    """The processor's :class:`~pipeline.worker.processor.StateTable` over a Faust table.
+
+    Faust finds the partition of a key it reads or writes through the stream's *current event*, a
+    context variable it sets only while an agent iterates event by event; batches (``take_events``)
+    leave it unset, so tables cannot be written from them (faust#497). Each read and write here
+    names the event its customer came with instead.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.events: dict[int, EventT[Any]] = {}  # id(SourceRecord) -> its event, for one batch
+
+    def bind(self, events: Sequence[EventT[Any]]) -> list[SourceRecord]:
+        self.events.clear()
+        sources = []
+        for event in events:
+            m = event.message
+            source = SourceRecord(
+                m.topic,
+                m.partition,
+                m.offset,
+                m.key,
+                m.value,
+                int(m.timestamp * 1000),
+                tuple(cast(Any, m.headers) or ()),
+            )
+            self.events[id(source)] = event
+            sources.append(source)
+        return sources
+
+    def read(self, key: bytes, source: SourceRecord) -> bytes | None:
+        _current_event.set(weakref.ref(self.events[id(source)]))
+        value: bytes | None = self.table.get(key)
+        return value
+
+    def write(self, key: bytes, value: bytes, source: SourceRecord) -> None:
+        _current_event.set(weakref.ref(self.events[id(source)]))
+        self.table[key] = value
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -127,20 +177,18 @@ def create_app(
     )
     ready = {"recovered": False}
 
+    state_table = FaustTable(table)
+
     @app.agent(source)
     async def journeys(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            m = event.message
-            record = SourceRecord(
-                m.topic,
-                m.partition,
-                m.offset,
-                m.key,
-                m.value,
-                int(m.timestamp * 1000),
-                tuple(m.headers or ()),
-            )
-            await processor.process(record, table)
+        # Faust acknowledges a batch's events (and so lets their offsets be committed) only after
+        # the processor returns, by which time their commands are on the broker.
+        # StreamT does not declare take_events; faust.Stream has it.
+        batches = cast(faust.Stream[Any], stream).take_events(
+            BATCH_MAX, within=BATCH_WITHIN_SECONDS
+        )
+        async for events in batches:
+            await processor.process_batch(state_table.bind(events), state_table)
 
     def active_rows() -> Iterator[tuple[str, int, int]]:
         # Faust iterates RocksDB by partition only through its store's own attributes.

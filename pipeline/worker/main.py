@@ -33,5 +33,8 @@ def run_worker(settings: Settings) -> int:
     # faust.Worker installs SIGTERM/SIGINT handlers that stop the app cleanly: offsets committed,
     # producer flushed, tables closed.
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner turns the root logger to DEBUG so that it can spin on every record
+    # logged; every library's debug line would then be formatted and filtered on the hot path.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0

@@ -1,14 +1,19 @@
-"""One input record through the journey core: the work of the worker's agent, without Faust.
+"""Input records through the journey core: the work of the worker's agent, without Faust.
 
-For each record: take it through the intake (dead letters go out there), turn it into the core's
-event, read the customer's state, ``decide``, publish the commands and wait for the broker's
-acknowledgement, then write the new state and tell the due index the customer's next wake-up.
+The agent hands over records in small batches (whatever arrived within a few milliseconds, up to a
+few hundred). For each record of a batch: take it through the intake (dead letters go out there),
+turn it into the core's event, read the customer's state (the batch's own newer state first),
+``decide``, and encode the commands. Then, once per batch: publish every command and wait for the
+broker's acknowledgement of all of them, and only then write each changed customer's new state and
+tell the due index the customer's next wake-up.
 
-Commands are published *before* the state is written. If the worker dies in between, the record is
-read again (its offset was not committed), decided again on the old state, and the same
-deterministic touchpoint ids are published again, which the senders de-duplicate; the other order
-would lose them. Nothing a single record does can stop the worker: an unexpected error dead-letters
-that record (UNPROCESSABLE) and processing goes on.
+Commands are published *before* any state of their batch is written. If the worker dies in between,
+the batch is read again (its offsets were not committed), decided again on the old state, and the
+same deterministic touchpoint ids are published again, which the senders de-duplicate; the other
+order would lose them (the table would already remember the events, and a replay would be a
+duplicate that sends nothing). Waiting once per batch instead of once per record is what lets the
+producer fill its requests. Nothing a single record does can stop the worker: an unexpected error
+dead-letters that record (UNPROCESSABLE) and the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -16,15 +21,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
 from pipeline.clock import Clock
 from pipeline.codec import DeadLetterError, SchemaSet
 from pipeline.config import Settings
-from pipeline.intake import Admitted, DeadLetter, Intake, Publisher, SourceRecord
+from pipeline.intake import Admitted, DeadLetter, Intake, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
-from pipeline.journeys.model import CancelTouchpoint, Command, Event, SendTouchpoint, Wake
+from pipeline.journeys.model import (
+    CancelTouchpoint,
+    Command,
+    CustomerState,
+    Event,
+    SendTouchpoint,
+    Wake,
+)
 from pipeline.metrics import WorkerMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
@@ -37,6 +50,56 @@ DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
 DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
 
 
+class CommandPublisher(Protocol):
+    """What the processor needs of a producer (aiokafka's AIOKafkaProducer has both)."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> Awaitable[Any]:
+        """Queue a record; the awaitable it returns completes when the broker has it."""
+        ...
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> Any: ...
+
+
+class StateTable(Protocol):
+    """The customers table as the processor uses it.
+
+    ``source`` is the record a read or write is for: a partitioned table keeps each customer in
+    the partition of the records about them.
+    """
+
+    def read(self, key: bytes, source: SourceRecord) -> bytes | None: ...
+
+    def write(self, key: bytes, value: bytes, source: SourceRecord) -> None: ...
+
+
+class DictTable:
+    """A :class:`StateTable` over a plain mapping (tests, benchmarks)."""
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        self.data = {} if data is None else data
+
+    def read(self, key: bytes, source: SourceRecord) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, key: bytes, value: bytes, source: SourceRecord) -> None:
+        self.data[key] = value
+
+
+class _Change:
+    """A customer's newest state within one batch, and the record that brought it."""
+
+    __slots__ = ("customer", "source", "state")
+
+    def __init__(self, customer: str, state: CustomerState, source: SourceRecord) -> None:
+        self.customer = customer
+        self.state = state
+        self.source = source
+
+
 class JourneyProcessor:
     def __init__(
         self,
@@ -46,7 +109,7 @@ class JourneyProcessor:
         engine: JourneyEngine,
         clock: Clock,
         intake: Intake,
-        publisher: Publisher,
+        publisher: CommandPublisher,
         index: scheduler.DueIndex,
         metrics: WorkerMetrics | None = None,
     ) -> None:
@@ -60,7 +123,37 @@ class JourneyProcessor:
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
-    async def process(self, source: SourceRecord, table: MutableMapping[bytes, bytes]) -> None:
+    async def process(self, source: SourceRecord, table: StateTable) -> None:
+        await self.process_batch((source,), table)
+
+    async def process_batch(self, batch: Sequence[SourceRecord], table: StateTable) -> None:
+        changes: dict[bytes, _Change] = {}
+        records: list[tuple[str, bytes, bytes]] = []
+        for source in batch:
+            await self._decide(source, table, changes, records)
+        # The decisions stand; the broker must take their commands before any state moves on.
+        # A broker away for a while holds these partitions here rather than losing anything.
+        pause = 0.5
+        while True:
+            try:
+                await self.send(records)
+                break
+            except Exception:
+                log.exception("could not publish the commands of %d records; retrying", len(batch))
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+        for key, change in changes.items():
+            wake = self.engine.next_wakeup(change.state)
+            table.write(key, scheduler.pack(wake, encode_state(change.state)), change.source)
+            self.index.set(change.customer, wake, change.source.partition)
+
+    async def _decide(
+        self,
+        source: SourceRecord,
+        table: StateTable,
+        changes: dict[bytes, _Change],
+        records: list[tuple[str, bytes, bytes]],
+    ) -> None:
         taken = await self.intake.take(source)
         if taken is None:  # dead-lettered, and the dead letter is on the broker
             self.metrics.events.labels(source.topic, "unknown", "dead_lettered").inc()
@@ -83,13 +176,17 @@ class JourneyProcessor:
             customer = event.customer_id
             key = customer.encode("utf-8")
             started = time.perf_counter()
-            stored = table.get(key)
-            state = decode_state(scheduler.unpack_state(stored)) if stored is not None else None
+            earlier = changes.get(key)
+            if earlier is not None:
+                state: CustomerState | None = earlier.state
+            else:
+                stored = table.read(key, source)
+                state = decode_state(scheduler.unpack_state(stored)) if stored is not None else None
             decision = self.engine.decide(state, event, now)
             self.metrics.decision.observe(time.perf_counter() - started)
             outcome = "used" if decision.used else decision.note or "unused"
             self.metrics.events.labels(source.topic, kind, outcome).inc()
-            records = self.encode(decision.commands, now)
+            encoded = self.encode(decision.commands, now)
         except Exception as exc:
             log.exception("could not process %s", source.where)
             await self.intake.dead_letter(
@@ -102,21 +199,9 @@ class JourneyProcessor:
                 )
             )
             return
-        # The decision stands; the broker must take its commands before the state moves on.
-        # A broker away for a while holds this partition here rather than losing anything.
-        pause = 0.5
-        while True:
-            try:
-                await self.send(records)
-                break
-            except Exception:
-                log.exception("could not publish the commands of %s; retrying", source.where)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
+        records.extend(encoded)
         if decision.state is not state:
-            wake = self.engine.next_wakeup(decision.state)
-            table[key] = scheduler.pack(wake, encode_state(decision.state))
-            self.index.set(customer, wake, source.partition)
+            changes[key] = _Change(customer, decision.state, source)
 
     def encode(self, commands: Sequence[Command], now: datetime) -> list[tuple[str, bytes, bytes]]:
         """``(topic, key, value)`` of every command to publish: dispatches and outcomes."""
@@ -137,7 +222,7 @@ class JourneyProcessor:
 
     async def send(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
         """Publish and wait until the broker has every one of them."""
-        if records:
-            await asyncio.gather(
-                *(self.publisher.send_and_wait(t, value=v, key=k) for t, k, v in records)
-            )
+        if not records:
+            return
+        pending = [await self.publisher.send(t, value=v, key=k) for t, k, v in records]
+        await asyncio.gather(*pending)

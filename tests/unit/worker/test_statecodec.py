@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,7 @@ from tests.unit.journeys.scenario import T0, Scenario, app, parcel, placed, pref
 from tests.unit.journeys.test_properties import _run, deliveries
 
 
-def test_a_lived_state_round_trips() -> None:
+def _lived() -> CustomerState:
     run = Scenario()
     run.feed(prefs(email=False, sms=True, quiet=(22 * 60, 7 * 60), marketing=True))
     run.feed(placed())
@@ -21,7 +22,28 @@ def test_a_lived_state_round_trips() -> None:
     run.feed(app("PUSH_TOKEN_REGISTERED", T0, push_token="tok"))
     assert run.state is not None
     assert run.state.pending
-    assert decode_state(encode_state(run.state)) == run.state
+    return run.state
+
+
+def test_a_lived_state_round_trips() -> None:
+    state = _lived()
+    assert decode_state(encode_state(state)) == state
+
+
+def test_a_table_written_by_the_first_release_still_reads() -> None:
+    # Both files hold one lived state: version 1 (defaults left out, UTC milliseconds) as the
+    # first release wrote it, and the current version.
+    here = Path(__file__).parent
+    first, current = (here / "state-v1.json").read_bytes(), (here / "state-v2.json").read_bytes()
+    assert first.startswith(b'{"v":1,') and current.startswith(b'{"v":2,')
+    state = decode_state(first)
+    assert state.pending and state.orders
+    assert state == decode_state(current)
+
+
+def test_a_missing_required_field_is_a_clear_error() -> None:
+    with pytest.raises(StateDecodeError, match="customer_id"):
+        decode_state(b'{"v":2,"s":{"orders":[]}}')
 
 
 def test_an_opt_out_is_never_turned_back_into_consent() -> None:
