@@ -35,9 +35,11 @@ def test_a_table_written_by_the_first_release_still_reads() -> None:
     # first release wrote it, and the current version.
     here = Path(__file__).parent
     first, current = (here / "state-v1.json").read_bytes(), (here / "state-v2.json").read_bytes()
-    assert first.startswith(b'{"v":1,') and current.startswith(b'{"v":2,')
+    assert first.startswith(b'{"v":1,')
+    assert current.startswith(b'{"v":2,')
     state = decode_state(first)
-    assert state.pending and state.orders
+    assert state.pending
+    assert state.orders
     assert state == decode_state(current)
 
 
