@@ -1,0 +1,289 @@
+"""``aftercare deliveries`` and ``aftercare report``: what reached whom, and when.
+
+    aftercare deliveries [--follow] [--json] [--since ISO] [--until ISO]
+    aftercare report [--out DIR] [--since ISO] [--until ISO] [--clock-factor F]
+
+``deliveries`` prints the outcomes on the ``deliveries`` topic, one aligned line each (time,
+status, journey/step, channel, customer, reason and detail), or with ``--json`` one JSON object per
+line: the record as ``aftercare consume`` shows it, plus ``partition`` and ``offset``, for ``jq``.
+It stops at the end of the topic, or with ``--follow`` waits for more until Ctrl-C.
+
+``report`` reads ``deliveries`` and ``dispatch`` to their current ends and writes a Markdown
+report, an HTML page and PNG charts into ``--out`` (default ``./aftercare-report``), then prints
+the paths and the headline numbers. ``--clock-factor`` (default: ``AFTERCARE_CLOCK_FACTOR``) is the
+pipeline clock's speed, to show latencies in real seconds.
+
+``--since`` and ``--until`` are ISO 8601 instants with a time zone (``2026-03-02T09:30:00Z``; a
+bare date means midnight UTC) compared with the records' ``occurred_at``, which is pipeline-clock
+time: ``since <= occurred_at < until``. See :mod:`pipeline.analytics.reading` for when the reader
+can seek instead of reading from the start.
+
+Outcomes and dispatches are de-duplicated by touchpoint id in the report (the first record wins),
+never in the ``deliveries`` tail, which shows the topic as it is. Every failure ends in one line on
+stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.errors import KafkaError
+
+from pipeline.analytics.reading import ReadError, Record, read_topic
+from pipeline.analytics.report import (
+    ReportData,
+    ReportFiles,
+    format_seconds,
+    summarize,
+    write_report,
+)
+from pipeline.jsonio import to_json
+from pipeline.names import TopicRole
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+DEFAULT_OUT = "aftercare-report"
+
+Handler = Callable[["Settings", argparse.Namespace], int]
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``deliveries`` and ``report`` on the ``aftercare`` command's subparsers."""
+    deliveries = subparsers.add_parser(
+        "deliveries",
+        help="print the outcomes on the deliveries topic, decoded",
+        description="Print the outcomes on the deliveries topic, one line each.",
+    )
+    deliveries.add_argument(
+        "--follow", action="store_true", help="keep waiting for new outcomes (Ctrl-C ends)"
+    )
+    deliveries.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line (the record, partition, offset)",
+    )
+    _range_options(deliveries)
+    deliveries.set_defaults(handler=_guarded("deliveries", _deliveries))
+
+    report = subparsers.add_parser(
+        "report",
+        help="write a report of the deliveries (Markdown, HTML, PNG charts)",
+        description="Read deliveries and dispatch, write a report with tables and charts.",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_OUT),
+        help=f"the folder to write into (default ./{DEFAULT_OUT})",
+    )
+    _range_options(report)
+    report.add_argument(
+        "--clock-factor",
+        type=_positive,
+        help="simulated seconds per real second of the pipeline clock, to show latencies in real "
+        "seconds (default: AFTERCARE_CLOCK_FACTOR)",
+    )
+    report.set_defaults(handler=_guarded("report", _report))
+
+
+def _range_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        type=instant,
+        help="only records with occurred_at (pipeline clock) at or after this ISO 8601 instant",
+    )
+    parser.add_argument(
+        "--until",
+        type=instant,
+        help="only records with occurred_at (pipeline clock) before this ISO 8601 instant",
+    )
+
+
+def instant(text: str) -> datetime:
+    """An ISO 8601 instant with a time zone; a bare date means midnight UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 instant (like 2026-03-02T09:30:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        if moment.time() != time(0) or len(text.strip()) > 10:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _guarded(name: str, handler: Handler) -> Handler:
+    def run(settings: Settings, args: argparse.Namespace) -> int:
+        _quiet_library_logs()
+        try:
+            return handler(settings, args)
+        except BrokenPipeError:
+            # The reader went away (`| head`): not an error. Python flushes stdout once more
+            # at exit, so point it at /dev/null to keep that from failing too.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except (ReadError, KafkaError, OSError) as exc:
+            print(f"aftercare {name}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _quiet_library_logs() -> None:
+    """Keep aiokafka's warnings (each failed connection attempt) off stderr unless logging is
+    configured: a command's failure is the one line its handler prints."""
+    library = logging.getLogger("aiokafka")
+    if not any(isinstance(h, logging.NullHandler) for h in library.handlers):
+        library.addHandler(logging.NullHandler())
+
+
+# -- aftercare deliveries ----------------------------------------------------------------------
+
+
+def _deliveries(settings: Settings, args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --follow ends
+        asyncio.run(_tail(settings, args))
+    return 0
+
+
+async def _tail(settings: Settings, args: argparse.Namespace) -> None:
+    records = read_topic(
+        settings, TopicRole.DELIVERIES, since=args.since, until=args.until, follow=args.follow
+    )
+    header = not args.json
+    async with contextlib.aclosing(records):
+        async for record in records:
+            if args.json:
+                print(json.dumps(json_line(record), ensure_ascii=False), flush=args.follow)
+            elif record.record is None:
+                print(f"aftercare deliveries: {record.where}: {record.error}", file=sys.stderr)
+            else:
+                if header:  # once the topic is known to be there, before the first line
+                    print(HEADER)
+                    header = False
+                print(human_line(record.record), flush=args.follow)
+    sys.stdout.flush()
+
+
+def json_line(record: Record) -> dict[str, Any]:
+    """The ``--json`` form of a record: its fields plus partition and offset, or the error."""
+    where = {"partition": record.partition, "offset": record.offset}
+    if record.record is None:
+        assert record.error is not None
+        return {**where, "error": record.error.kind.value, "reason": record.error.reason}
+    return {**to_json(record.record), **where}
+
+
+_WIDTHS = (24, 10, 34, 8, 16)
+HEADER = (
+    "  ".join(
+        title.ljust(width)
+        for title, width in zip(
+            ("occurred_at", "status", "journey/step", "channel", "customer"), _WIDTHS, strict=True
+        )
+    )
+    + "  reason: detail"
+)
+
+
+def human_line(outcome: dict[str, Any]) -> str:
+    """One aligned line of an outcome."""
+    why = outcome.get("reason") or ""
+    if outcome.get("detail"):
+        why = f"{why}: {outcome['detail']}" if why else str(outcome["detail"])
+    cells = (
+        to_json(outcome["occurred_at"]),
+        outcome["status"],
+        f"{outcome['journey']}/{outcome['step']}",
+        outcome.get("channel") or "-",
+        outcome["customer_id"],
+    )
+    padded = [str(cell).ljust(width) for cell, width in zip(cells, _WIDTHS, strict=True)]
+    return "  ".join([*padded, why or "-"]).rstrip()
+
+
+# -- aftercare report --------------------------------------------------------------------------
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    factor = args.clock_factor if args.clock_factor is not None else settings.clock_factor
+    data = asyncio.run(collect(settings, since=args.since, until=args.until))
+    files = write_report(data, args.out, clock_factor=factor)
+    for line in headlines(data, files, factor):
+        print(line)
+    return 0
+
+
+async def collect(
+    settings: Settings, *, since: datetime | None = None, until: datetime | None = None
+) -> ReportData:
+    """Read deliveries and dispatch (to their ends) and summarize them."""
+
+    async def read(role: TopicRole) -> tuple[list[dict[str, Any]], list[str]]:
+        found: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        async for record in read_topic(settings, role, since=since, until=until):
+            if record.record is None:
+                skipped.append(record.where)
+            else:
+                found.append(record.record)
+        return found, skipped
+
+    (outcomes, bad_outcomes), (dispatched, bad_dispatches) = await asyncio.gather(
+        read(TopicRole.DELIVERIES), read(TopicRole.DISPATCH)
+    )
+    return summarize(outcomes, dispatched, skipped=[*bad_outcomes, *bad_dispatches])
+
+
+def headlines(data: ReportData, files: ReportFiles, clock_factor: float) -> list[str]:
+    """What ``aftercare report`` prints: where the files are and the numbers that matter most."""
+    total = data.totals
+    unit = "s" if clock_factor == 1 else "real s"
+    lines = [
+        f"report: {files.markdown}",
+        f"        {files.html}",
+        *(f"chart:  {path}" for path in files.charts),
+        f"{total.ended} touchpoints ended: {total.delivered} delivered, {total.failed} failed, "
+        f"{total.suppressed} suppressed, {total.expired} expired; {total.in_flight} in flight",
+        f"duplicates dropped (same touchpoint id, first kept): {data.duplicate_outcomes} "
+        f"outcome(s), {data.duplicate_dispatches} dispatch(es)",
+    ]
+    if data.latency:
+        p95 = ", ".join(
+            f"{latency.channel} {format_seconds(latency.p95 / clock_factor)} {unit}"
+            for latency in data.latency
+        )
+        lines.append(f"p95 dispatch to acceptance: {p95}")
+    weekly = data.weekly
+    if weekly.customer_weeks:
+        lines.append(
+            f"messages per customer per week: mean {weekly.mean:.2f}, p99 {weekly.p99:.2f}, "
+            f"max {weekly.max} (engagement max {weekly.max_engagement})"
+        )
+    if data.skipped:
+        lines.append(f"{len(data.skipped)} record(s) could not be decoded; see the report")
+    return lines
