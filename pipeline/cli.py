@@ -5,7 +5,13 @@
     aftercare produce TOPIC               JSON lines on stdin -> validated Avro records on TOPIC
     aftercare consume TOPIC               decoded records of TOPIC as JSON lines
     aftercare config                      every setting, its value and what it does
-    aftercare run                         the main job (what `make run` calls)
+    aftercare worker                      the journey worker
+    aftercare senders                     the channel senders
+    aftercare sandbox ...                 the provider sandbox, its outbox and its faults
+    aftercare simulate                    a simulated population's events onto the input topics
+    aftercare deliveries [--follow]       a decoded tail of `deliveries` (--json for jq)
+    aftercare report                      the analysts' report (Markdown, HTML, PNG charts)
+    aftercare run                         the whole pipeline as a demo (what `make run` calls)
 
 Every failure ends in one line on stderr that says what went wrong and what to do, and a non-zero
 exit status; tracebacks are for bugs.
@@ -23,10 +29,12 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline import localkafka
+from pipeline.analytics.cli import add_commands as add_analytics_commands
 from pipeline.config import VARIABLES, ConfigError, Settings
 from pipeline.journeys.rules import JourneysFileError
 from pipeline.names import TopicRole
 from pipeline.sandbox.cli import add_commands as add_sandbox_commands
+from pipeline.simulate.cli import add_commands as add_simulate_commands
 from pipeline.topics import TopicLayoutError, check_topics, ensure_topics
 
 
@@ -98,13 +106,44 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
 
     add_sandbox_commands(commands)
+    add_simulate_commands(commands)
+    add_analytics_commands(commands)
 
     senders = commands.add_parser(
         "senders", help="the channel senders: dispatch in, messages out, outcomes to deliveries"
     )
     senders.set_defaults(handler=_senders)
 
-    run = commands.add_parser("run", help="the main job: what `make run` runs")
+    run = commands.add_parser(
+        "run",
+        help="the main job: what `make run` runs",
+        description="The whole pipeline as a demo: a simulated population's events flow through "
+        "the broker, the worker and the senders into the provider sandbox on an accelerated "
+        "clock; a live view while it runs, a report and summary.json at the end.",
+    )
+    run.add_argument("--customers", type=int, default=400, help="simulated customers (default 400)")
+    run.add_argument("--days", type=float, default=45.0, help="simulated days (default 45)")
+    run.add_argument(
+        "--minutes",
+        type=float,
+        default=2.0,
+        help="real minutes the simulated days take (default 2); sets the clock's speed",
+    )
+    run.add_argument(
+        "--seed", type=int, default=42, help="seed of the simulation: same seed, same events"
+    )
+    run.add_argument(
+        "--startup-seconds",
+        type=float,
+        default=90.0,
+        help="how long the worker, senders and sandbox may take to be ready (default 90)",
+    )
+    run.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=90.0,
+        help="how long to wait, after the simulated span, for every touchpoint to end (default 90)",
+    )
     run.set_defaults(handler=_run)
     return parser
 
@@ -283,20 +322,20 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.uses_local_broker:
-        state = localkafka.start(settings.local_broker)
-        print(f"Kafka is running at {state.bootstrap} (pid {state.pid})")
-    else:
-        print(f"using the cluster at {settings.bootstrap_servers}")
-    _topics(settings, argparse.Namespace(action="create"))
-    print(
-        "\nThe broker and the topics are ready. Start the journey worker with "
-        "`.venv/bin/aftercare worker`, produce events to the input topics as the README shows "
-        "(`aftercare produce purchases < events.jsonl`), watch touchpoints arrive with "
-        "`aftercare consume dispatch` and outcomes with `aftercare consume deliveries`; stop the "
-        "broker with `make broker-down`."
+    from pipeline.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(
+        customers=args.customers,
+        days=args.days,
+        minutes=args.minutes,
+        seed=args.seed,
+        startup_seconds=args.startup_seconds,
+        drain_seconds=args.drain_seconds,
     )
-    return 0
+    try:
+        return run_demo(settings, options)
+    except DemoError as exc:
+        raise CommandError(str(exc)) from None
 
 
 if __name__ == "__main__":
