@@ -6,6 +6,9 @@ among the HTTP providers.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import httpx
 
 from pipeline.channels.base import ChannelSender, Delivered, Message, Outcome, Permanent, Retryable
@@ -36,6 +39,7 @@ __all__ = [
 
 def http_client(timeout: float = 10.0, connections: int = 100) -> httpx.AsyncClient:
     """One pooled client for every HTTP provider of a process (keep-alive, HTTP/1.1)."""
+    _no_sniffio_search()
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=5.0),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -73,3 +77,13 @@ def build_senders(
         WebhookSender(client, c.webhook_url, c.webhook_secret, clock),
     ]
     return {sender.channel: sender for sender in senders}
+
+
+def _no_sniffio_search() -> None:
+    """httpcore runs ``import sniffio`` for every lock, event and shield it makes, several a
+    request (httpcore/_synchronization.py, ``current_async_library``). Without sniffio installed
+    (anyio 4 no longer needs it) each of those imports searches sys.path again and fails, a tenth
+    of a sender's time. A None in sys.modules is Python's own "known to be missing": the import
+    fails at once, exactly as before, only without the search."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]

@@ -8,17 +8,35 @@ require of bulk senders. A CR or LF in a subject or address is refused before an
 
 SMTP replies map to outcomes: 4xx is retryable, 5xx permanent; a dropped or refused connection is
 retryable (the connection is discarded and a new one is opened next time).
+
+Composing. Python's ``email`` package parses every header it is given into an object and folds it
+again on output, which costs milliseconds a message. So the usual message is written as bytes
+directly (:class:`_Composer`), the same bytes ``EmailMessage`` plus aiosmtplib's
+``send_message`` would produce: header lines the policy would leave alone are written as they are,
+every other one is folded by the policy itself (and remembered, as most repeat: From, To, Subject,
+the MIME headers), and the parts are encoded by the same function ``set_content`` uses. Anything
+unusual (a server without 8BITMIME, an address that needs SMTPUTF8, a value with a line break)
+goes the ``EmailMessage`` way. A test holds both ways to the same bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.contentmanager
+import email.policy
+import functools
+import random
+import re
 import ssl
+import sys
 from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 
 import aiosmtplib
+from aiosmtplib.email import extract_sender
 
 from pipeline.channels.base import Delivered, Message, Outcome, Permanent, Retryable, has_line_break
 from pipeline.clock import Clock
@@ -52,18 +70,39 @@ class EmailSender:
         self._slots = asyncio.Semaphore(settings.pool_size)
         _, address = parseaddr(settings.sender)
         self._domain = address.rpartition("@")[2] or "aftercare.invalid"
+        self._composer = _Composer(self)
+        # What send_message takes from the From header for MAIL FROM; None: let it (and fail).
+        probe = EmailMessage()
+        try:
+            probe["From"] = settings.sender
+            sender = extract_sender(probe)
+        except (ValueError, TypeError):
+            sender = None
+        self._envelope_sender = sender if sender is not None and sender.isascii() else None
 
     async def send(self, message: Message) -> Outcome:
         if has_line_break(message.subject, message.address):
             return Permanent("refused: a line break in the subject or address (header injection)")
-        email = self._compose(message)
+        now = self._clock.now()
+        raw = self._composer.compose(message, now)
+        email = self._compose(message, now) if raw is None else None
         async with self._slots:
             client = self._idle.pop() if self._idle else None
             try:
                 if client is None or not client.is_connected:
                     client = await self._connect()
                 # The envelope recipient is the address, never what a header might parse into.
-                _, reply = await client.send_message(email, recipients=[message.address])
+                if raw is not None and self._envelope_sender and self._direct(client, message):
+                    _, reply = await client.sendmail(
+                        self._envelope_sender,
+                        [message.address],
+                        raw,
+                        mail_options=["BODY=8BITMIME"],
+                    )
+                else:
+                    _, reply = await client.send_message(
+                        email or self._compose(message, now), recipients=[message.address]
+                    )
             except aiosmtplib.SMTPRecipientsRefused as refused:
                 if client is not None:
                     self._idle.append(client)  # the connection is fine; the address is not
@@ -82,15 +121,27 @@ class EmailSender:
                 await _discard(client)
                 return Retryable(f"{self.provider} unreachable: {type(error).__name__}: {error}")
             self._idle.append(client)
-        return Delivered(_queued_id(reply) or email["Message-ID"], self._clock.now())
+        return Delivered(_queued_id(reply) or self._message_id(message), self._clock.now())
 
-    def _compose(self, message: Message) -> EmailMessage:
+    def _message_id(self, message: Message) -> str:
+        return f"<{message.touchpoint_id}@{self._domain}>"
+
+    def _direct(self, client: aiosmtplib.SMTP, message: Message) -> bool:
+        """Whether ``send_message`` would write the message as :class:`_Composer` does: EHLO
+        done, 8BITMIME offered, and no address that needs SMTPUTF8."""
+        return (
+            not client.is_ehlo_or_helo_needed
+            and client.supports_extension("8bitmime")
+            and message.address.isascii()
+        )
+
+    def _compose(self, message: Message, now: datetime) -> EmailMessage:
         email = EmailMessage()
         email["From"] = self._settings.sender
         email["To"] = formataddr(("", message.address))
         email["Subject"] = message.subject or ""
-        email["Date"] = format_datetime(self._clock.now())
-        email["Message-ID"] = f"<{message.touchpoint_id}@{self._domain}>"
+        email["Date"] = format_datetime(now)
+        email["Message-ID"] = self._message_id(message)
         email["X-Aftercare-Touchpoint"] = message.touchpoint_id
         email["X-Aftercare-Journey"] = f"{message.journey}.{message.step}"
         if message.priority is not Priority.TRANSACTIONAL:
@@ -142,3 +193,137 @@ async def _discard(client: aiosmtplib.SMTP | None) -> None:
 def _queued_id(reply: str) -> str:
     marker = "queued as "
     return reply.split(marker, 1)[1].strip() if marker in reply else ""
+
+
+# What aiosmtplib serialises an EmailMessage with when the server takes 8BITMIME (and no address
+# needs SMTPUTF8), and the policy EmailMessage() itself uses for set_content.
+_WIRE = email.policy.SMTP
+_CONTENT = email.policy.default
+_TEXT_TYPE = {"plain": 'text/plain; charset="utf-8"', "html": 'text/html; charset="utf-8"'}
+# A value the policy writes back unchanged: printable ASCII words, one space between them, no
+# encoded word. A header of that shape that fits on one line is written as it is; a single such
+# word too long for the name's line goes on the next line (the policy's fold, for these values).
+_PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
+_WORD = re.compile(r"[!-~]+")
+_AS_GIVEN = frozenset(
+    {"subject", "message-id", "x-aftercare-touchpoint", "x-aftercare-journey", "list-unsubscribe"}
+)
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
+
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """The standard registry, but it makes each header class once: the stock one builds a new
+    class for every header it parses (``type()`` in ``__getitem__``), a large part of its cost."""
+
+    @functools.cache  # noqa: B019 - one registry for the process; the classes are few
+    def __getitem__(self, name: str) -> type:
+        return super().__getitem__(name)
+
+
+_FOLDING = _WIRE.clone(header_factory=_CachedHeaderRegistry())
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded_by_policy(name: str, value: str) -> bytes:
+    """``name: value`` as the wire policy writes the header object EmailMessage makes of it."""
+    folded: str = _FOLDING.header_factory(name, value).fold(policy=_FOLDING)
+    return folded.encode("ascii", "surrogateescape")
+
+
+def _header(name: str, value: str) -> bytes:
+    if name.lower() in _AS_GIVEN and "=?" not in value:
+        room = 78 - len(name) - 2  # policy.max_line_length, less "name: "
+        if len(value) <= room and _PLAIN.fullmatch(value):
+            return f"{name}: {value}\r\n".encode("ascii")
+        if len(value) <= 77 and _WORD.fullmatch(value):
+            return f"{name}:\r\n {value}\r\n".encode("ascii")
+    return _folded_by_policy(name, value)
+
+
+@functools.lru_cache(maxsize=64)
+def _text_part_headers(subtype: str, cte: str, mime_version: bool) -> bytes:
+    lines = _header("Content-Type", _TEXT_TYPE[subtype]) + _header("Content-Transfer-Encoding", cte)
+    return lines + (_header("MIME-Version", "1.0") if mime_version else b"")
+
+
+def _text_part(text: str, subtype: str, mime_version: bool) -> bytes:
+    """One text part (its headers, a blank line, the body) as set_content and the generator make
+    it; ``mime_version``: the part got its own MIME-Version (made by add_alternative)."""
+    cte, payload = email.contentmanager._encode_text(text, "utf-8", None, _CONTENT)  # type: ignore[attr-defined]
+    body = _NEWLINE.sub("\r\n", str(payload)).encode("ascii", "surrogateescape")
+    return _text_part_headers(subtype, str(cte), mime_version) + b"\r\n" + body
+
+
+def _boundary(parts: list[bytes]) -> str:
+    """The generator's choice of boundary: random, and not a line of any part."""
+    token = random.randrange(sys.maxsize)
+    boundary = ("=" * 15) + f"{token:0{_BOUNDARY_DIGITS}d}" + "=="
+    text = b"\r\n".join(parts)
+    candidate, counter = boundary, 0
+    while re.search(b"^--" + re.escape(candidate.encode()) + b"(--)?$", text, re.MULTILINE):
+        candidate = f"{boundary}.{counter}"
+        counter += 1
+    return candidate
+
+
+class _Composer:
+    """A message as the bytes aiosmtplib's send_message would send for EmailSender._compose."""
+
+    def __init__(self, sender: EmailSender) -> None:
+        self._sender = sender
+
+    def compose(self, message: Message, now: datetime) -> bytes | None:
+        """The message as bytes, or None when it must go the EmailMessage way."""
+        sender = self._sender
+        settings = sender._settings
+        headers: list[tuple[str, str]] = [
+            ("From", settings.sender),
+            ("To", formataddr(("", message.address))),
+            ("Subject", message.subject or ""),
+            ("Date", format_datetime(now)),
+            ("Message-ID", sender._message_id(message)),
+            ("X-Aftercare-Touchpoint", message.touchpoint_id),
+            ("X-Aftercare-Journey", f"{message.journey}.{message.step}"),
+        ]
+        if message.priority is not Priority.TRANSACTIONAL:
+            url = settings.unsubscribe_url.format(
+                customer_id=message.customer_id, touchpoint_id=message.touchpoint_id
+            )
+            headers.append(("List-Unsubscribe", f"<{url}>"))
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        for _, value in headers:
+            if "\r" in value or "\n" in value or _has_surrogates(value):
+                return None  # EmailMessage refuses these; let it say so
+        head = b"".join(_header(name, value) for name, value in headers)
+        if not message.html:
+            # set_content on the message itself: MIME-Version after its Content-* headers.
+            return head + _text_part(message.text, "plain", True)
+        parts = [
+            _text_part(message.text, "plain", False),
+            _text_part(message.html, "html", True),
+        ]
+        boundary = _boundary(parts)
+        delimiter = f"--{boundary}\r\n".encode()
+        return b"".join(
+            (
+                head,
+                _header("MIME-Version", "1.0"),
+                _header("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+                b"\r\n",
+                delimiter,
+                parts[0],
+                b"\r\n",
+                delimiter,
+                parts[1],
+                f"\r\n--{boundary}--\r\n".encode(),
+            )
+        )
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -1,0 +1,101 @@
+"""The email sender writes a message as bytes directly; they must be the bytes ``EmailMessage`` and
+aiosmtplib's ``send_message`` would have sent (same headers, same parts, same encodings)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from aiosmtplib.email import flatten_message
+
+from pipeline.channels.base import Message
+from pipeline.channels.email import EmailSender, SmtpSettings, _Composer
+from pipeline.clock import ManualClock
+from pipeline.journeys.model import Channel, Priority
+
+NOW = datetime(2026, 3, 12, 9, 30, 5, tzinfo=UTC)
+LONG_LINE = "A line that goes on and on, far beyond seventy-eight characters, " * 3
+HTML = '<html><body><p style="margin:0">Thank you for your order.</p></body></html>'
+
+
+def _message(**changes: object) -> Message:
+    values: dict[str, object] = {
+        "touchpoint_id": "tp_0123456789abcdef0123456789abcdef",
+        "customer_id": "cust-1",
+        "journey": "order_confirmation",
+        "step": "confirm",
+        "order_id": "order-1",
+        "priority": Priority.TRANSACTIONAL,
+        "channel": Channel.EMAIL,
+        "address": "ada@example.org",
+        "subject": "Your order",
+        "text": "Thank you for your order.\nSee you soon.",
+        "html": HTML,
+        "locale": "en",
+        "command": {},
+    }
+    values.update(changes)
+    return Message(**values)  # type: ignore[arg-type]
+
+
+CASES = {
+    "plain and html": {},
+    "text only": {"html": None},
+    "empty html means text only": {"html": ""},
+    "engagement: unsubscribe headers": {"priority": Priority.ENGAGEMENT},
+    "unsubscribe url beyond a line": {
+        "priority": Priority.MARKETING,
+        "customer_id": "c" * 90,
+    },
+    "german subject and body": {
+        "subject": "Bestätigung Ihrer Bestellung, danke: „gut“!",
+        "text": "Grüße aus München\nIhr Paket ist unterwegs.",
+        "html": "<p>Grüße aus München</p>",
+    },
+    "long lines, quoted-printable or base64": {"text": LONG_LINE, "html": HTML * 4},
+    "long non-ascii lines": {"text": "Größe " * 40, "html": "<p>" + "ü" * 120 + "</p>"},
+    "many long lines": {"text": "\n".join([LONG_LINE] * 14), "html": "\n".join([HTML] * 30)},
+    "long subject": {"subject": "Your order " * 12},
+    "subject with odd spacing": {"subject": "  Your   order  "},
+    "subject that looks encoded": {"subject": "=?utf-8?q?hello?="},
+    "no subject": {"subject": None},
+    "empty text": {"text": ""},
+    "carriage returns in the body": {"text": "one\r\ntwo\rthree\n\nfour\n"},
+    "a line that is a boundary": {"text": "--===============1234567890123456789==\nx"},
+    "address with a display-like local part": {"address": "ada.lovelace+orders@mail.example.org"},
+    "long touchpoint id": {"touchpoint_id": "tp_" + "x" * 100},
+    "spaces in journey names": {"journey": "order confirmation", "step": "first step"},
+}
+
+
+@pytest.mark.parametrize("changes", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize(
+    "sender", ["Shop care <care@shop.example>", '"Shop, Care" <care@shop.example>']
+)
+@pytest.mark.parametrize("now", [NOW, NOW.astimezone(timezone(timedelta(hours=2)))])
+def test_the_composed_bytes_are_those_send_message_would_send(
+    changes: dict[str, object], sender: str, now: datetime
+) -> None:
+    email_sender = EmailSender(
+        SmtpSettings("127.0.0.1", 25, "none", "", "", sender), ManualClock(NOW)
+    )
+    message = _message(**changes)
+    seed = random.randrange(1 << 30)
+    random.seed(seed)  # both take the MIME boundary from the random module
+    direct = _Composer(email_sender).compose(message, now)
+    random.seed(seed)
+    expected = flatten_message(email_sender._compose(message, now))
+    assert direct == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"touchpoint_id": "tp_1\r\nBcc: x@example.org"}, {"journey": "a\nb"}],
+    ids=["touchpoint id", "journey"],
+)
+def test_values_with_line_breaks_are_left_to_email_message(changes: dict[str, object]) -> None:
+    email_sender = EmailSender(
+        SmtpSettings("127.0.0.1", 25, "none", "", "", "care@shop.example"), ManualClock(NOW)
+    )
+    assert _Composer(email_sender).compose(_message(**changes), NOW) is None
