@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 
 import faust
 
 from pipeline.config import Settings
 from pipeline.journeys.rules import load_journeys
+from pipeline.names import CUSTOMERS_TABLE
 from pipeline.topics import check_topics
 from pipeline.worker.app import create_app
 
@@ -22,6 +24,7 @@ def run_worker(settings: Settings) -> int:
     book = load_journeys(settings.journeys_file or None)
     clock = settings.clock()
     app = create_app(settings, book, clock)
+    app.tables[CUSTOMERS_TABLE].on_recover(release_free_heap_after_recovery)
     log.info(
         "starting worker %s on %s: %d journeys from %s, clock %s",
         settings.worker_id,
@@ -38,3 +41,20 @@ def run_worker(settings: Settings) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return 0
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system: glibc's ``malloc_trim``, where there is one.
+
+    A recovery allocates and frees a value of ~2 KB per changelog record; glibc keeps much of what
+    was freed in the process (~60 MB of resident memory after a million records) until trimmed.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        return
+    trim(0)
+
+
+async def release_free_heap_after_recovery() -> None:
+    release_free_heap()
