@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,9 +25,7 @@ from pipeline.analytics.cli import add_commands
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
-from pipeline.topics import ensure_topics
 from tests.samples import delivery_outcome, touchpoint_command
-from tests.support import delete_topics_with_prefix, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +42,6 @@ add_commands(parser.add_subparsers(required=True))
 args = parser.parse_args(sys.argv[1:])
 sys.exit(args.handler(Settings.from_env(), args))
 """
-
-
-@pytest.fixture
-async def topics(broker: Settings) -> AsyncIterator[Settings]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
-    settings = settings_for(prefix)
-    await ensure_topics(settings)
-    yield settings
-    await delete_topics_with_prefix(settings, prefix)
 
 
 @pytest.fixture

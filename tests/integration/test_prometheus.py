@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,10 @@ from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.sandbox.server import Sandbox
-from pipeline.topics import ensure_topics
 from tests.integration.kafkatools import wait_for_new
 from tests.integration.processes import ComponentProcess
 from tests.samples import purchase
-from tests.support import delete_topics_with_prefix, free_ports, settings_for
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +34,6 @@ P99_EMAIL = (
     "histogram_quantile(0.99, sum by (le) "
     '(rate(aftercare_end_to_end_latency_seconds_bucket{channel="EMAIL"}[1m])))'
 )
-
-
-@pytest.fixture
-async def topics(broker: Settings) -> AsyncIterator[Settings]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
-    settings = settings_for(prefix)
-    await ensure_topics(settings)
-    yield settings
-    await delete_topics_with_prefix(settings, prefix)
 
 
 async def _query(client: httpx.AsyncClient, base: str, expr: str) -> list[dict[str, Any]]:

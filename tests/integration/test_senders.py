@@ -12,7 +12,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,16 @@ from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.sandbox.server import Sandbox
-from pipeline.topics import ensure_topics
 from tests.integration.kafkatools import end_offsets, read_range, wait_for_new
 from tests.integration.processes import ComponentProcess
 from tests.samples import touchpoint_command
-from tests.support import delete_topics_with_prefix, free_ports, settings_for
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 
 DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
 DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
 INBOX = RECORD_OF_TOPIC[TopicRole.INBOX]
-
-
-@pytest.fixture
-async def topics(broker: Settings) -> AsyncIterator[Settings]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
-    settings = settings_for(prefix)
-    await ensure_topics(settings)
-    yield settings
-    await delete_topics_with_prefix(settings, prefix)
 
 
 def _senders(topics: Settings, sandbox: Sandbox, tmp_path: Path, **env: str) -> ComponentProcess:

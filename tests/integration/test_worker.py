@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,10 @@ from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CancelTouchpoint, CustomerState, SendTouchpoint, Wake
 from pipeline.journeys.rules import load_journeys
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
-from pipeline.topics import ensure_topics
 from pipeline.worker.convert import to_event
 from tests.integration.kafkatools import end_offsets, wait_for_new
 from tests.integration.processes import ComponentProcess
-from tests.support import delete_topics_with_prefix, free_ports, settings_for
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -160,15 +157,6 @@ def _oracle(
         run(record["customer_id"], event, record["occurred_at"])
     wake_until(end)
     return sent, cancelled
-
-
-@pytest.fixture
-async def topics(broker: Settings) -> AsyncIterator[Settings]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
-    settings = settings_for(prefix)
-    await ensure_topics(settings)
-    yield settings
-    await delete_topics_with_prefix(settings, prefix)
 
 
 async def test_a_month_of_journeys_survives_a_sigkill(
