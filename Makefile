@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration lint format typecheck prometheus-tools broker-up broker-down topics clean
+.PHONY: install run test unit integration lint format typecheck prometheus-tools broker-up broker-down topics clean bench
 
 install: $(STAMP)
 
@@ -58,6 +58,9 @@ broker-down: install
 
 topics: install
 	$(BIN)/aftercare topics create
+
+bench: install
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,7 +4,8 @@
 
 Each channel sends the given number of distinct messages, ``concurrency`` at a time, over its
 pooled client (SMTP connection pool; one shared httpx pool for the HTTP providers; the broker for
-in-app), all on this machine. Prints a table and writes bench/results/channels.json.
+in-app), all on this machine. Prints a table and writes bench/results/channels.json. Part 5 of
+``make bench`` (:func:`run`: 500 messages per channel, 32 at a time).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -21,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from bench.common import quick
 from pipeline import localkafka
 from pipeline.channels import ChannelSender, Delivered, Message, build_senders, http_client
 from pipeline.clock import SystemClock
@@ -32,6 +35,7 @@ from tests.samples import touchpoint_command
 from tests.support import delete_topics_with_prefix, settings_for
 
 RESULTS = Path(__file__).with_name("results")
+MESSAGES_PER_CHANNEL = 500  # in make bench: enough for a steady rate, a few seconds a channel
 ADDRESSES = {
     Channel.EMAIL: "ada@example.org",
     Channel.SMS: "+4915112345678",
@@ -72,7 +76,8 @@ async def _measure(
     return delivered, time.perf_counter() - started
 
 
-async def main(count: int, concurrency: int) -> dict[str, Any]:
+async def measure(count: int, concurrency: int) -> dict[str, Any]:
+    """Messages per second (and how many were delivered) for every channel."""
     folder = Path(tempfile.mkdtemp(prefix="aftercare-bench-"))
     sandbox = Sandbox(SandboxConfig(http_port=0, smtp_port=0, db_path=folder / "outbox.sqlite"))
     await sandbox.start()
@@ -108,8 +113,23 @@ async def main(count: int, concurrency: int) -> dict[str, Any]:
         await client.aclose()
         await producer.stop()
         await sandbox.stop()
-        await delete_topics_with_prefix(settings, prefix)
+        try:
+            await delete_topics_with_prefix(settings, prefix)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     result["cores"] = os.cpu_count() or 0
+    return result
+
+
+async def run(short: bool | None = None) -> dict[str, Any]:
+    """Part 5 of ``make bench``: the figures of :func:`measure`, named ``senders_*``."""
+    short = quick() if short is None else short
+    result = await measure(100 if short else MESSAGES_PER_CHANNEL, 32)
+    return {f"senders_{key}" if key != "cores" else key: value for key, value in result.items()}
+
+
+async def main(count: int, concurrency: int) -> dict[str, Any]:
+    result = await measure(count, concurrency)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "channels.json").write_text(json.dumps(result, indent=2) + "\n")
     for key, value in result.items():

@@ -12,11 +12,14 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CATEGORIES = ("coffee-machines", "grinders", "coffee", "milk-frothers", "cups")
 
 
-def population(customers: int, seed: int = 7) -> list[tuple[TopicRole, dict[str, Any]]]:
-    """About 6 events per customer over three days, in event-time order."""
-    rng = random.Random(seed)
+def population(
+    customers: int, seed: int = 7, first: int = 0
+) -> list[tuple[TopicRole, dict[str, Any]]]:
+    """About 6 events per customer over three days, in event-time order; customers are numbered
+    from ``first`` (so that two populations can follow each other without sharing anyone)."""
+    rng = random.Random(seed + first)
     events: list[tuple[TopicRole, dict[str, Any]]] = []
-    for n in range(customers):
+    for n in range(first, first + customers):
         customer = f"cust-{n:07d}"
         t = START + timedelta(seconds=rng.randrange(0, 3600))
         order = f"order-{n:07d}"
