@@ -143,12 +143,14 @@ class SenderService:
             while not stop.is_set():
                 # At the limit, fetching pauses but polling goes on: a consumer that stops
                 # polling for max.poll.interval is thrown out of the group.
-                full = sum(len(t) for t in self.tasks.values()) >= self.max_in_flight
-                if full and not consumer.paused():
+                room = self.max_in_flight - sum(len(t) for t in self.tasks.values())
+                if room <= 0 and not consumer.paused():
                     consumer.pause(*consumer.assignment())
-                elif not full and consumer.paused():
+                elif room > 0 and consumer.paused():
                     consumer.resume(*consumer.paused())
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                # Never more than there is room for: a backlog's first poll once started ~870
+                # touchpoints under a limit of 500.
+                batches = await consumer.getmany(timeout_ms=200, max_records=min(max(room, 1), 500))
                 for tp, messages in batches.items():
                     for message in messages:
                         self._start(tp, message)
