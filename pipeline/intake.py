@@ -184,41 +184,47 @@ class Intake:
     consumer: str = "worker"
     dead_lettered: int = field(default=0, init=False)
 
-    async def take(self, source: SourceRecord) -> Admitted | Tombstone | None:
-        """The event in ``source``, or None once its dead letter is safely on the broker."""
+    def judge(self, source: SourceRecord) -> Admitted | Tombstone | DeadLetter:
+        """What ``source`` is: an event to use, a tombstone, or a dead letter (nothing sent)."""
         role = self.topics.get(source.topic)
         now = self.clock.now()
         if role is None:
-            verdict: Admitted | Tombstone | DeadLetter = DeadLetter(
+            return DeadLetter(
                 source,
                 DeadLetterError.WRONG_TOPIC,
                 f"{source.topic!r} is not an input topic of this consumer",
                 now,
                 consumer=self.consumer,
             )
-        else:
-            verdict = admit(
-                self.schemas,
-                role,
-                source,
-                now=now,
-                max_future=self.max_future,
-                consumer=self.consumer,
-            )
+        return admit(
+            self.schemas,
+            role,
+            source,
+            now=now,
+            max_future=self.max_future,
+            consumer=self.consumer,
+        )
+
+    async def take(self, source: SourceRecord) -> Admitted | Tombstone | None:
+        """The event in ``source``, or None once its dead letter is safely on the broker."""
+        verdict = self.judge(source)
         if not isinstance(verdict, DeadLetter):
             return verdict
         await self.dead_letter(verdict)
         return None
 
-    async def dead_letter(self, letter: DeadLetter) -> None:
+    def letter(self, letter: DeadLetter) -> tuple[str, bytes | None, bytes]:
+        """``(topic, key, value)`` of a dead letter, for a caller that publishes it with more."""
         log.warning(
             "dead-lettered %s: %s: %s", letter.source.where, letter.error.value, letter.reason
         )
-        value = self.schemas.encode(DEAD_LETTER, letter.to_record())
-        await self.publisher.send_and_wait(
-            self.dead_letter_topic, value=value, key=letter.source.key
-        )
         self.dead_lettered += 1
+        value = self.schemas.encode(DEAD_LETTER, letter.to_record())
+        return self.dead_letter_topic, letter.source.key, value
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        topic, key, value = self.letter(letter)
+        await self.publisher.send_and_wait(topic, value=value, key=key)
 
 
 def _utf8_or_none(key: bytes | None) -> str | None:

@@ -7,10 +7,12 @@ the returned state and carries out the returned commands.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -23,7 +25,7 @@ def evolve(value: _T, **changes: Any) -> _T:
     of a decision's time. These classes have no ``__post_init__``, so copying the fields is the same
     value. Unknown field names are refused, as ``replace`` refuses them.
     """
-    cls: type[Any] = type(value)
+    cls: Any = type(value)
     if not _field_names(cls).issuperset(changes):
         unknown = ", ".join(sorted(set(changes) - _field_names(cls)))
         raise TypeError(f"{cls.__name__} has no field {unknown}")
@@ -34,14 +36,9 @@ def evolve(value: _T, **changes: Any) -> _T:
     return copy
 
 
-_FIELD_NAMES: dict[type[Any], frozenset[str]] = {}
-
-
-def _field_names(cls: type[Any]) -> frozenset[str]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
-    return names
+@cache
+def _field_names(cls: Hashable) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cast(Any, cls)))
 
 
 class Channel(StrEnum):

@@ -1,11 +1,11 @@
 """Input records through the journey core: the work of the worker's agent, without Faust.
 
-The agent hands over records in small batches (whatever arrived within a few milliseconds, up to a
-few hundred). For each record of a batch: take it through the intake (dead letters go out there),
-turn it into the core's event, read the customer's state (the batch's own newer state first),
-``decide``, and encode the commands. Then, once per batch: publish every command and wait for the
-broker's acknowledgement of all of them, and only then write each changed customer's new state and
-tell the due index the customer's next wake-up.
+The agent hands over records in batches (whatever arrived within 20 ms, up to 1,000). For each
+record of a batch: judge it at the intake (a dead letter is queued with the batch's commands), turn
+it into the core's event, read the customer's state (the batch's own newer state first),
+``decide``, and encode the commands and the new state. Then, once per batch: publish every command
+and wait for the broker's acknowledgement of all of them, and only then write each changed
+customer's new state and tell the due index the customer's next wake-up.
 
 Commands are published *before* any state of their batch is written. If the worker dies in between,
 the batch is read again (its offsets were not committed), decided again on the old state, and the
@@ -13,7 +13,8 @@ same deterministic touchpoint ids are published again, which the senders de-dupl
 order would lose them (the table would already remember the events, and a replay would be a
 duplicate that sends nothing). Waiting once per batch instead of once per record is what lets the
 producer fill its requests. Nothing a single record does can stop the worker: an unexpected error
-dead-letters that record (UNPROCESSABLE) and the rest of the batch goes on.
+dead-letters that record (UNPROCESSABLE) and the rest of the batch goes on. Dead letters are
+published with the batch's commands, so nothing leaves a batch half published.
 """
 
 from __future__ import annotations
@@ -51,17 +52,13 @@ DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
 
 
 class CommandPublisher(Protocol):
-    """What the processor needs of a producer (aiokafka's AIOKafkaProducer has both)."""
+    """What the processor needs of a producer (aiokafka's AIOKafkaProducer has it)."""
 
     async def send(
         self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
     ) -> Awaitable[Any]:
         """Queue a record; the awaitable it returns completes when the broker has it."""
         ...
-
-    async def send_and_wait(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
-    ) -> Any: ...
 
 
 class StateTable(Protocol):
@@ -90,14 +87,23 @@ class DictTable:
 
 
 class _Change:
-    """A customer's newest state within one batch, and the record that brought it."""
+    """A customer's newest state within one batch, as stored, and the record that brought it."""
 
-    __slots__ = ("customer", "source", "state")
+    __slots__ = ("customer", "source", "state", "value", "wake")
 
-    def __init__(self, customer: str, state: CustomerState, source: SourceRecord) -> None:
+    def __init__(
+        self,
+        customer: str,
+        state: CustomerState,
+        source: SourceRecord,
+        wake: datetime | None,
+        value: bytes,
+    ) -> None:
         self.customer = customer
         self.state = state
         self.source = source
+        self.wake = wake
+        self.value = value
 
 
 class JourneyProcessor:
@@ -123,40 +129,43 @@ class JourneyProcessor:
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
-    async def process(self, source: SourceRecord, table: StateTable) -> None:
-        await self.process_batch((source,), table)
-
     async def process_batch(self, batch: Sequence[SourceRecord], table: StateTable) -> None:
+        """Decide ``batch``, publish its commands and dead letters, then write its states.
+
+        Never raises for a record: Faust acknowledges the batch however this returns, so an
+        exception here would let offsets be committed for commands never published.
+        """
         changes: dict[bytes, _Change] = {}
-        records: list[tuple[str, bytes, bytes]] = []
+        records: list[tuple[str, bytes | None, bytes]] = []
         for source in batch:
-            await self._decide(source, table, changes, records)
-        # The decisions stand; the broker must take their commands before any state moves on.
-        # A broker away for a while holds these partitions here rather than losing anything.
+            self._decide(source, table, changes, records)
+        # The decisions stand; the broker must take their commands (and the batch's dead letters)
+        # before any state moves on. A broker away for a while holds these partitions here rather
+        # than losing anything.
         pause = 0.5
         while True:
             try:
                 await self.send(records)
                 break
             except Exception:
-                log.exception("could not publish the commands of %d records; retrying", len(batch))
+                log.exception("could not publish %d records; retrying", len(records))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
         for key, change in changes.items():
-            wake = self.engine.next_wakeup(change.state)
-            table.write(key, scheduler.pack(wake, encode_state(change.state)), change.source)
-            self.index.set(change.customer, wake, change.source.partition)
+            table.write(key, change.value, change.source)
+            self.index.set(change.customer, change.wake, change.source.partition)
 
-    async def _decide(
+    def _decide(
         self,
         source: SourceRecord,
         table: StateTable,
         changes: dict[bytes, _Change],
-        records: list[tuple[str, bytes, bytes]],
+        records: list[tuple[str, bytes | None, bytes]],
     ) -> None:
-        taken = await self.intake.take(source)
-        if taken is None:  # dead-lettered, and the dead letter is on the broker
+        taken = self.intake.judge(source)
+        if isinstance(taken, DeadLetter):
             self.metrics.events.labels(source.topic, "unknown", "dead_lettered").inc()
+            records.append(self.intake.letter(taken))
             return
         try:
             now = self.clock.now()
@@ -187,25 +196,33 @@ class JourneyProcessor:
             outcome = "used" if decision.used else decision.note or "unused"
             self.metrics.events.labels(source.topic, kind, outcome).inc()
             encoded = self.encode(decision.commands, now)
+            change = None
+            if decision.state is not state:
+                # Encoded here, so that a state that cannot be stored dead-letters its record
+                # before any of the record's commands is queued.
+                wake = self.engine.next_wakeup(decision.state)
+                value = scheduler.pack(wake, encode_state(decision.state))
+                change = _Change(customer, decision.state, source, wake, value)
         except Exception as exc:
             log.exception("could not process %s", source.where)
-            await self.intake.dead_letter(
-                DeadLetter(
-                    source,
-                    DeadLetterError.UNPROCESSABLE,
-                    f"the worker failed on this record: {type(exc).__name__}: {exc}",
-                    self.clock.now(),
-                    consumer="worker",
-                )
+            letter = DeadLetter(
+                source,
+                DeadLetterError.UNPROCESSABLE,
+                f"the worker failed on this record: {type(exc).__name__}: {exc}",
+                self.clock.now(),
+                consumer="worker",
             )
+            records.append(self.intake.letter(letter))
             return
         records.extend(encoded)
-        if decision.state is not state:
-            changes[key] = _Change(customer, decision.state, source)
+        if change is not None:
+            changes[key] = change
 
-    def encode(self, commands: Sequence[Command], now: datetime) -> list[tuple[str, bytes, bytes]]:
+    def encode(
+        self, commands: Sequence[Command], now: datetime
+    ) -> list[tuple[str, bytes | None, bytes]]:
         """``(topic, key, value)`` of every command to publish: dispatches and outcomes."""
-        records = []
+        records: list[tuple[str, bytes | None, bytes]] = []
         for command in commands:
             key = command.touchpoint.customer_id.encode("utf-8")
             if isinstance(command, SendTouchpoint):
@@ -220,7 +237,7 @@ class JourneyProcessor:
                 records.append((self.deliveries_topic, key, value))
         return records
 
-    async def send(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Publish and wait until the broker has every one of them."""
         if not records:
             return

@@ -1,0 +1,135 @@
+"""A batch through the processor: what is published, in which order, and what is written."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from pipeline.clock import ManualClock
+from pipeline.codec import SchemaSet
+from pipeline.intake import Intake, SourceRecord
+from pipeline.journeys.engine import JourneyEngine
+from pipeline.journeys.model import CustomerState, Decision, Event
+from pipeline.journeys.rules import load_journeys
+from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
+from pipeline.worker import scheduler
+from pipeline.worker.processor import DictTable, JourneyProcessor
+from tests.samples import T0, purchase
+from tests.support import settings_for
+
+SETTINGS = settings_for("unit.")
+DISPATCH = SETTINGS.topic(TopicRole.DISPATCH)
+DEAD_LETTERS = SETTINGS.topic(TopicRole.DEAD_LETTERS)
+PURCHASES = SETTINGS.topic(TopicRole.PURCHASES)
+
+
+class Broker:
+    """Takes records like a producer; refuses the first ``failures`` batches' first record."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.records: list[tuple[str, bytes | None]] = []
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> asyncio.Future[None]:
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.failures:
+            self.failures -= 1
+            acknowledged.set_exception(ConnectionError("the broker is away"))
+        else:
+            self.records.append((topic, key))
+            acknowledged.set_result(None)
+        return acknowledged
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
+    ) -> None:
+        await (await self.send(topic, value, key))
+
+
+class Breaks(JourneyEngine):
+    """The default journeys, except that a decision for customer ``boom`` raises."""
+
+    def decide(self, state: CustomerState | None, event: Event, now: Any) -> Decision:
+        if event.customer_id == "boom":
+            raise RuntimeError("a bug in the core")
+        return super().decide(state, event, now)
+
+
+def _processor(broker: Broker, schemas: SchemaSet) -> JourneyProcessor:
+    clock = ManualClock(T0 + timedelta(minutes=1))
+    return JourneyProcessor(
+        settings=SETTINGS,
+        schemas=schemas,
+        engine=Breaks(load_journeys(None)),
+        clock=clock,
+        intake=Intake(
+            schemas=schemas,
+            topics={SETTINGS.topic(role): role for role in COPARTITIONED_ROLES},
+            dead_letter_topic=DEAD_LETTERS,
+            publisher=broker,
+            clock=clock,
+            max_future=timedelta(days=1),
+        ),
+        publisher=broker,
+        index=scheduler.DueIndex(),
+    )
+
+
+def _order(schemas: SchemaSet, offset: int, customer: str) -> SourceRecord:
+    record = purchase(customer_id=customer, event_id=f"evt-{offset}", order_id=f"order-{offset}")
+    value = schemas.encode(RECORD_OF_TOPIC[TopicRole.PURCHASES], record)
+    return SourceRecord(PURCHASES, 0, offset, customer.encode(), value)
+
+
+async def test_a_failing_record_is_dead_lettered_with_its_batch_and_the_rest_goes_on(
+    schemas: SchemaSet,
+) -> None:
+    broker = Broker()
+    table = DictTable()
+    garbage = SourceRecord(PURCHASES, 0, 3, b"c3", b"not avro")
+    batch = [
+        _order(schemas, 1, "c1"),
+        _order(schemas, 2, "boom"),
+        garbage,
+        _order(schemas, 4, "c4"),
+    ]
+    await _processor(broker, schemas).process_batch(batch, table)
+
+    topics = [topic for topic, _ in broker.records]
+    assert topics.count(DEAD_LETTERS) == 2  # the record the core failed on, and the garbage
+    assert {key for topic, key in broker.records if topic == DISPATCH} == {b"c1", b"c4"}
+    assert set(table.data) == {b"c1", b"c4"}
+
+
+async def test_no_state_is_written_before_the_broker_has_the_commands(schemas: SchemaSet) -> None:
+    broker = Broker(failures=1)
+    table = DictTable()
+    processor = _processor(broker, schemas)
+    work = asyncio.create_task(processor.process_batch([_order(schemas, 1, "c1")], table))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert broker.failures == 0  # the first attempt was refused ...
+    assert table.data == {}  # ... and nothing was written while it retries
+    await asyncio.wait_for(work, timeout=30)
+    assert [topic for topic, _ in broker.records].count(DISPATCH) >= 1
+    assert set(table.data) == {b"c1"}
+    state = scheduler.unpack_state(table.data[b"c1"])
+    assert b"order-1" in state
+
+
+async def test_a_dead_letter_the_broker_refuses_does_not_cost_the_batch_its_commands(
+    schemas: SchemaSet,
+) -> None:
+    # Faust acknowledges a batch however the processor returns: had this raised, c1's offset
+    # could be committed with its commands never published.
+    broker = Broker(failures=1)
+    table = DictTable()
+    garbage = SourceRecord(PURCHASES, 0, 2, b"c2", b"not avro")
+    batch = [_order(schemas, 1, "c1"), garbage]
+    await asyncio.wait_for(_processor(broker, schemas).process_batch(batch, table), timeout=30)
+    assert (DISPATCH, b"c1") in broker.records
+    assert (DEAD_LETTERS, b"c2") in broker.records
+    assert set(table.data) == {b"c1"}
