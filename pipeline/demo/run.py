@@ -64,7 +64,7 @@ from pipeline.demo.watch import (
     wait_until,
 )
 from pipeline.metrics import EVENTS
-from pipeline.names import TopicRole
+from pipeline.names import COPARTITIONED_ROLES, TopicRole
 from pipeline.progress import Progress
 from pipeline.sandbox.server import SandboxConfig
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
@@ -158,6 +158,7 @@ class Demo:
         self.children: Children | None = None
         self.display: Display | None = None
         self.started_broker = False
+        self.cleaning = False  # set once the children and the broker are being stopped
         self.started = time.monotonic()
         self.timings: dict[str, float] = {}
 
@@ -202,12 +203,14 @@ class Demo:
             return
         self.signalled = signum
         self._say(f"\n{signal.Signals(signum).name}: stopping every process of this run")
-        task.cancel()
+        if not self.cleaning:  # cancelling the cleanup itself would leave children behind
+            task.cancel()
 
     def _abort(self, failure: BaseException, task: asyncio.Task[Any]) -> None:
         if self.failure is None and self.signalled is None:
             self.failure = failure
-            task.cancel()
+            if not self.cleaning:
+                task.cancel()
 
     def _say(self, text: str) -> None:
         if self.display is not None:
@@ -219,6 +222,7 @@ class Demo:
             await self._broker()
             await self._pipeline()
         finally:
+            self.cleaning = True
             if self.display is not None:
                 self.display.close()
             if self.children is not None:
@@ -296,7 +300,11 @@ class Demo:
         watched = await topic_partitions(
             settings, [settings.topic(TopicRole.DISPATCH), settings.topic(TopicRole.DELIVERIES)]
         )
-        inputs = await topic_partitions(settings, settings.input_topics)
+        # What the worker consumes: the input topics and its own due-notices (a notice still
+        # unread when it stopped would be a touchpoint due in the span but never sent).
+        inputs = await topic_partitions(
+            settings, [settings.topic(role) for role in COPARTITIONED_ROLES]
+        )
         start = await end_offsets(settings, watched)
 
         # -- 3. start the children on one clock
