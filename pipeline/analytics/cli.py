@@ -33,7 +33,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from pipeline.analytics.report import (
     summarize,
     write_report,
 )
+from pipeline.cliargs import instant, positive
 from pipeline.jsonio import to_json
 from pipeline.names import TopicRole
 
@@ -90,7 +91,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     _range_options(report)
     report.add_argument(
         "--clock-factor",
-        type=_positive,
+        type=positive,
         help="simulated seconds per real second of the pipeline clock, to show latencies in real "
         "seconds (default: AFTERCARE_CLOCK_FACTOR)",
     )
@@ -108,31 +109,6 @@ def _range_options(parser: argparse.ArgumentParser) -> None:
         type=instant,
         help="only records with occurred_at (pipeline clock) before this ISO 8601 instant",
     )
-
-
-def instant(text: str) -> datetime:
-    """An ISO 8601 instant with a time zone; a bare date means midnight UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 instant (like 2026-03-02T09:30:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        if moment.time() != time(0) or len(text.strip()) > 10:
-            raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
 
 
 def _guarded(name: str, handler: Handler) -> Handler:

@@ -31,9 +31,9 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
+from pipeline.cliargs import instant, positive
 from pipeline.names import INPUT_ROLES
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
 
@@ -66,7 +66,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     simulate_parser.add_argument(
         "--days",
-        type=_positive,
+        type=positive,
         default=DEFAULTS.days,
         help=f"simulated days from the start (default {DEFAULTS.days:g})",
     )
@@ -78,16 +78,16 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     simulate_parser.add_argument(
         "--start",
-        type=_instant,
+        type=instant,
         help="the first simulated instant, ISO 8601 with a time zone (default "
         "AFTERCARE_CLOCK_START, else 2026-03-02T08:00Z)",
     )
     simulate_parser.add_argument(
-        "--rate", type=_positive, help="at most this many events per real second"
+        "--rate", type=positive, help="at most this many events per real second"
     )
     simulate_parser.add_argument(
         "--factor",
-        type=_positive,
+        type=positive,
         help="pace events on an accelerated clock: this many simulated seconds per real second "
         "(default: unpaced)",
     )
@@ -240,25 +240,3 @@ def _count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
     return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not above 0")
-    return value
-
-
-def _instant(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 instant (like 2026-03-02T08:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
-    return moment

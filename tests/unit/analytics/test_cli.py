@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.analytics.cli import add_commands, human_line, instant, json_line
+from pipeline.analytics.cli import add_commands, human_line, json_line
 from pipeline.analytics.reading import Record
+from pipeline.cliargs import instant
 from pipeline.codec import DeadLetterError, DecodeError
 from tests.samples import T0, delivery_outcome
 
