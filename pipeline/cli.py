@@ -69,8 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    broker = commands.add_parser("broker", help="the local Kafka broker for development")
+    broker = commands.add_parser(
+        "broker",
+        help="the local Kafka broker for development",
+        description="Start, stop or show the local Apache Kafka broker (KRaft) on 127.0.0.1: "
+        "one node, or a cluster of --brokers N nodes for trying faults.",
+    )
     broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument(
+        "--brokers",
+        type=int,
+        metavar="N",
+        help="nodes in the cluster (default: AFTERCARE_BROKER_NODES, 1)",
+    )
+    broker.add_argument(
+        "--node", type=int, metavar="I", help="stop: only node I of the cluster (from 1)"
+    )
+    broker.add_argument(
+        "--kill", action="store_true", help="stop: SIGKILL at once (a crash), not a clean stop"
+    )
     broker.set_defaults(handler=_broker)
 
     topics = commands.add_parser("topics", help="create or check Aftercare's topics")
@@ -156,18 +173,32 @@ def _broker(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 0
     broker = settings.local_broker
+    if args.brokers is not None:
+        if args.brokers < 1:
+            print("aftercare: error: --brokers must be 1 or more", file=sys.stderr)
+            return 2
+        broker = broker.with_nodes(args.brokers)
     if args.action == "start":
         state = localkafka.start(broker)
-        print(f"Kafka is running at {state.bootstrap} (pid {state.pid}); log: {state.log_path}")
+        pids = ", ".join(str(n.pid) for n in state.nodes)
+        print(f"Kafka is running at {state.bootstrap} (pid {pids}); log: {state.log_path}")
+        if broker.nodes > 1 and settings.bootstrap_servers != state.bootstrap:
+            print(f"use it with: export KAFKA_BOOTSTRAP_SERVERS={state.bootstrap}")
     elif args.action == "stop":
-        if localkafka.stop(broker):
-            print(f"stopped the local broker at {broker.bootstrap}")
+        what = f"node {args.node} of " if args.node else ""
+        if localkafka.stop(broker, node=args.node, kill=args.kill):
+            verb = "killed" if args.kill else "stopped"
+            print(f"{verb} {what}the local broker at {broker.bootstrap}")
         else:
             print(f"no local broker was running at {broker.bootstrap}")
     else:
         state = localkafka.status(broker)
+        for node in state.nodes if broker.nodes > 1 else ():
+            shown = f"running (pid {node.pid})" if node.running else "not running"
+            print(f"node {node.node} at {node.bootstrap}: {shown}; data: {node.data_dir}")
         if state.running:
-            print(f"running at {state.bootstrap} (pid {state.pid}); log: {state.log_path}")
+            pids = ", ".join(str(n.pid) for n in state.nodes)
+            print(f"running at {state.bootstrap} (pid {pids}); log: {state.log_path}")
         else:
             print(f"not running (would listen on {state.bootstrap}); data: {state.data_dir}")
             return 3
@@ -182,7 +213,7 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         note = "created" if state.created else "exists"
         print(
             f"{state.name:<{width}}  {state.partitions:>3} partitions  "
-            f"cleanup.policy={state.cleanup_policy:<7}  {note}"
+            f"{state.replicas} replicas  cleanup.policy={state.cleanup_policy:<7}  {note}"
         )
     print(f"the input topics are co-partitioned ({states[0].partitions} partitions each)")
     return 0

@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.clock import AcceleratedClock, Clock, SystemClock
-from pipeline.names import INPUT_ROLES, TopicRole
+from pipeline.names import CUSTOMERS_TABLE, INPUT_ROLES, TopicRole
 
 
 class ConfigError(ValueError):
@@ -103,6 +103,12 @@ VARIABLES: tuple[Variable, ...] = (
         "KRaft controller port of the local broker. Empty: the client port + 1.",
     ),
     Variable("AFTERCARE_BROKER_HEAP", "1g", "JVM heap (-Xmx) of the local broker."),
+    Variable(
+        "AFTERCARE_BROKER_NODES",
+        "1",
+        "Nodes of the local broker: 1, or a KRaft cluster of this many on 127.0.0.1 (node i on "
+        "the client and controller ports + 2(i-1)); `aftercare broker start --brokers N` too.",
+    ),
     Variable(
         "AFTERCARE_JOURNEYS_FILE",
         "",
@@ -265,10 +271,24 @@ class LocalBroker:
     port: int
     controller_port: int
     heap: str
+    # A cluster of this many KRaft nodes (each broker and controller) instead of one. Node i
+    # (from 1) listens on ``port + 2(i-1)`` and ``controller_port + 2(i-1)`` unless
+    # ``node_ports`` gives every node's (client, controller) pair.
+    nodes: int = 1
+    node_ports: tuple[tuple[int, int], ...] = ()
+
+    def ports_of(self, node: int) -> tuple[int, int]:
+        """The (client, controller) ports of node ``node`` (1-based)."""
+        if self.node_ports:
+            return self.node_ports[node - 1]
+        return self.port + 2 * (node - 1), self.controller_port + 2 * (node - 1)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return ",".join(f"127.0.0.1:{self.ports_of(i)[0]}" for i in range(1, self.nodes + 1))
+
+    def with_nodes(self, nodes: int) -> LocalBroker:
+        return replace(self, nodes=nodes)
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,7 @@ class Settings:
             port=broker_port,
             controller_port=controller_port,
             heap=get("AFTERCARE_BROKER_HEAP"),
+            nodes=_positive(get, "AFTERCARE_BROKER_NODES"),
         )
         bootstrap = get("KAFKA_BOOTSTRAP_SERVERS")
 
@@ -425,6 +446,11 @@ class Settings:
 
     def topic(self, role: TopicRole) -> str:
         return self.topics[role]
+
+    @property
+    def changelog_topic(self) -> str:
+        """The worker's customers table changelog, named as Faust names it."""
+        return f"{self.worker_id}-{CUSTOMERS_TABLE}-changelog"
 
     @property
     def input_topics(self) -> tuple[str, ...]:

@@ -20,6 +20,14 @@ checkout, under ``$AFTERCARE_HOME`` (default ``~/.cache/aftercare``)::
 ``<home>/kafka-3.9.1/libs`` (it is never downloaded into or deleted); tests use it to run throwaway
 brokers under a temporary home without fetching the jars again.
 
+``aftercare broker start --brokers 3`` (or ``AFTERCARE_BROKER_NODES=3``) runs a KRaft cluster of
+three such nodes instead, each broker and controller, from the same jars: node ``i`` listens on the
+client and controller ports ``+ 2(i-1)`` and lives in ``<home>/cluster-<port>/node-<i>/`` (laid out
+as above); all share one cluster id (``<home>/cluster-<port>/cluster.id``). Internal topics are
+replicated three ways and ``min.insync.replicas`` is 2, so the cluster loses no acknowledged record
+when one node dies. ``aftercare broker stop --node 2 [--kill]`` stops (or SIGKILLs) one node and
+``aftercare broker start --brokers 3`` brings it back.
+
 The broker runs detached in its own session, so it outlives the command that started it; the pid
 file ties it to this folder. Before signalling a pid, :func:`stop` checks (in ``/proc``, so Linux
 only) that the process runs ``kafka.Kafka`` with this broker's ``server.properties``: a pid the
@@ -68,11 +76,26 @@ class LocalBrokerError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BrokerStatus:
-    """What :func:`status` sees. ``running``: the process is alive and its client port accepts.
+class NodeStatus:
+    """One node of the local broker. ``running``: its process is alive and its client port accepts.
 
     ``pid`` is set whenever the process is alive, also while it is still starting.
-    ``data_dir`` is the broker's folder, ``<home>/broker-<port>``.
+    """
+
+    node: int
+    running: bool
+    pid: int | None
+    bootstrap: str
+    log_path: Path
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What :func:`status` sees. ``running``: every node's process is alive and accepts.
+
+    ``pid``, ``log_path`` and ``data_dir`` are the first node's (the only one's, for a single
+    broker: ``data_dir`` is ``<home>/broker-<port>``); ``nodes`` has each node's.
     """
 
     running: bool
@@ -80,6 +103,41 @@ class BrokerStatus:
     bootstrap: str
     log_path: Path
     data_dir: Path
+    nodes: tuple[NodeStatus, ...]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the local broker: its id (from 1), its ports and its folder."""
+
+    broker: LocalBroker
+    id: int
+
+    @property
+    def port(self) -> int:
+        return self.broker.ports_of(self.id)[0]
+
+    @property
+    def controller_port(self) -> int:
+        return self.broker.ports_of(self.id)[1]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dir(self) -> Path:
+        if self.broker.nodes == 1:
+            return self.broker.home / f"broker-{self.port}"
+        return cluster_dir(self.broker) / f"node-{self.id}"
+
+
+def nodes_of(broker: LocalBroker) -> list[Node]:
+    return [Node(broker, i) for i in range(1, broker.nodes + 1)]
+
+
+def cluster_dir(broker: LocalBroker) -> Path:
+    return broker.home / f"cluster-{broker.port}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +152,8 @@ class _Files:
     lock: Path
 
     @classmethod
-    def of(cls, broker: LocalBroker) -> _Files:
-        d = broker_dir(broker)
+    def of(cls, node: Node) -> _Files:
+        d = node.dir
         return cls(
             dir=d,
             properties=d / "server.properties",
@@ -111,8 +169,8 @@ class _Files:
 # -- pure parts ------------------------------------------------------------------------------------
 
 
-def broker_dir(broker: LocalBroker) -> Path:
-    return broker.home / f"broker-{broker.port}"
+def broker_dir(broker: LocalBroker, node: int = 1) -> Path:
+    return Node(broker, node).dir
 
 
 def libs_dir(broker: LocalBroker) -> Path:
@@ -123,24 +181,34 @@ def libs_dir(broker: LocalBroker) -> Path:
     return broker.home / f"kafka-{KAFKA_VERSION}" / "libs"
 
 
-def server_properties(broker: LocalBroker) -> str:
-    data = broker_dir(broker) / "data"
-    plaintext = f"127.0.0.1:{broker.port}"
-    controller = f"127.0.0.1:{broker.controller_port}"
+def server_properties(broker: LocalBroker, node: int = 1) -> str:
+    this = Node(broker, node)
+    data = this.dir / "data"
+    plaintext = f"127.0.0.1:{this.port}"
+    controller = f"127.0.0.1:{this.controller_port}"
+    voters = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in nodes_of(broker))
+    replicas = str(min(broker.nodes, 3))
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{controller}",
+        "node.id": str(node),
+        "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://{plaintext},CONTROLLER://{controller}",
         "advertised.listeners": f"PLAINTEXT://{plaintext}",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name": "PLAINTEXT",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": replicas,
         # The default of 50 makes the first consumer group wait for 50 partitions on a laptop.
         "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": str(min(broker.nodes, 2)),
+        # On a cluster, a write acknowledged by acks=all is on two nodes at least: losing one
+        # loses nothing, and a partition stays writable.
+        "min.insync.replicas": str(min(broker.nodes, 2)),
+        "default.replication.factor": replicas,
+        # A node that died is fenced (and its partitions led elsewhere) after 6 s, not 9.
+        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "6000",
         "transaction.state.log.num.partitions": "4",
         "group.initial.rebalance.delay.ms": "0",
         # Topics are made by `aftercare topics create`; Faust makes its internal topics through
@@ -153,8 +221,8 @@ def server_properties(broker: LocalBroker) -> str:
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def log4j_properties(broker: LocalBroker) -> str:
-    log = broker_dir(broker) / "broker.log"
+def log4j_properties(broker: LocalBroker, node: int = 1) -> str:
+    log = Node(broker, node).dir / "broker.log"
     return f"""\
 # Written by aftercare on every `aftercare broker start`: edits are overwritten.
 log4j.rootLogger=INFO, file
@@ -321,67 +389,123 @@ def _fetch_jars(libs: Path) -> None:
 
 
 def status(broker: LocalBroker) -> BrokerStatus:
-    files = _Files.of(broker)
-    pid = _live_pid(files)
+    nodes = tuple(_node_status(node) for node in nodes_of(broker))
+    first = nodes[0]
     return BrokerStatus(
-        running=pid is not None and _accepts(broker.port),
-        pid=pid,
+        running=all(n.running for n in nodes),
+        pid=first.pid,
         bootstrap=broker.bootstrap,
+        log_path=first.log_path,
+        data_dir=first.data_dir,
+        nodes=nodes,
+    )
+
+
+def _node_status(node: Node) -> NodeStatus:
+    files = _Files.of(node)
+    pid = _live_pid(files)
+    return NodeStatus(
+        node=node.id,
+        running=pid is not None and _accepts(node.port),
+        pid=pid,
+        bootstrap=node.bootstrap,
         log_path=files.log,
         data_dir=files.dir,
     )
 
 
 def start(broker: LocalBroker, timeout: float = 90.0) -> BrokerStatus:
-    """Start the broker and wait until it accepts connections; a running one is left as it is."""
-    files = _Files.of(broker)
-    files.dir.mkdir(parents=True, exist_ok=True)
-    with _locked(files.lock):
-        pid = _live_pid(files)
-        spawned = pid is None
-        if pid is None:
-            files.pid.unlink(missing_ok=True)  # stale: its process is gone
-            _refuse_taken_ports(broker)
-            java = find_java()
-            libs = ensure_jars(broker)
-            files.properties.write_text(server_properties(broker))
-            files.log4j.write_text(log4j_properties(broker))
-            _format_storage(java, libs, files)
-            since = _log_sizes(files)
-            pid = _spawn(java, libs, broker, files)
-        else:
-            since = _log_sizes(files)
-        _wait_until_ready(broker, files, pid, timeout, since, kill_on_timeout=spawned)
+    """Start every node that is not running and wait until all accept connections.
+
+    Running nodes are left as they are, so on a cluster this also brings back a node that was
+    stopped or killed. The nodes of a cluster start together: none is ready before a quorum is.
+    """
+    java: str | None = None
+    libs: Path | None = None
+    spawned: list[tuple[Node, _Files, int, tuple[int, int], bool]] = []
+    cluster_id = _cluster_id(broker) if broker.nodes > 1 else None
+    for node in nodes_of(broker):
+        files = _Files.of(node)
+        files.dir.mkdir(parents=True, exist_ok=True)
+        with _locked(files.lock):
+            pid = _live_pid(files)
+            fresh = pid is None
+            if pid is None:
+                files.pid.unlink(missing_ok=True)  # stale: its process is gone
+                _refuse_taken_ports(node)
+                java = java or find_java()
+                libs = libs or ensure_jars(broker)
+                files.properties.write_text(server_properties(broker, node.id))
+                files.log4j.write_text(log4j_properties(broker, node.id))
+                _format_storage(java, libs, files, cluster_id or new_cluster_id())
+                since = _log_sizes(files)
+                pid = _spawn(java, libs, broker, files)
+            else:
+                since = _log_sizes(files)
+        spawned.append((node, files, pid, since, fresh))
+    try:
+        for node, files, pid, since, fresh in spawned:
+            with _locked(files.lock):
+                _wait_until_ready(node, files, pid, timeout, since, kill_on_timeout=fresh)
+    except LocalBrokerError:
+        for _node, files, pid, _, fresh in spawned:  # never leave half a cluster behind
+            if fresh and broker.nodes > 1:
+                with _locked(files.lock), suppress(LocalBrokerError):
+                    _terminate(pid, files, timeout=10.0)
+                    files.pid.unlink(missing_ok=True)
+        raise
     return status(broker)
 
 
-def stop(broker: LocalBroker, timeout: float = 30.0) -> bool:
-    """SIGTERM the broker (a clean shutdown), SIGKILL after ``timeout``; False if none ran."""
-    files = _Files.of(broker)
-    if not files.dir.is_dir():
-        return False
-    with _locked(files.lock):
-        pid = _live_pid(files)
-        if pid is not None:
-            _terminate(pid, files, timeout)
-        files.pid.unlink(missing_ok=True)
-    return pid is not None
+def stop(
+    broker: LocalBroker, timeout: float = 30.0, *, node: int | None = None, kill: bool = False
+) -> bool:
+    """SIGTERM the broker (a clean shutdown), SIGKILL after ``timeout``; False if none ran.
+
+    ``node`` stops that node of a cluster only; ``kill`` sends SIGKILL at once (a crash: the
+    node recovers its logs when it starts again).
+    """
+    if node is not None and not 1 <= node <= broker.nodes:
+        raise LocalBrokerError(f"there is no node {node}: the local broker has {broker.nodes}")
+    stopped = False
+    chosen = nodes_of(broker) if node is None else [Node(broker, node)]
+    for each in chosen:
+        files = _Files.of(each)
+        if not files.dir.is_dir():
+            continue
+        with _locked(files.lock):
+            pid = _live_pid(files)
+            if pid is not None:
+                _terminate(pid, files, timeout, kill=kill)
+                stopped = True
+            files.pid.unlink(missing_ok=True)
+    return stopped
 
 
-def _refuse_taken_ports(broker: LocalBroker) -> None:
+def _cluster_id(broker: LocalBroker) -> str:
+    """The cluster's id, made once and shared by every node's storage."""
+    path = cluster_dir(broker) / "cluster.id"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name("cluster.lock")):
+        if not path.is_file():
+            _write_atomically(path, new_cluster_id() + "\n")
+        return path.read_text().strip()
+
+
+def _refuse_taken_ports(node: Node) -> None:
     for port, variable in (
-        (broker.port, "AFTERCARE_BROKER_PORT"),
-        (broker.controller_port, "AFTERCARE_BROKER_CONTROLLER_PORT"),
+        (node.port, "AFTERCARE_BROKER_PORT"),
+        (node.controller_port, "AFTERCARE_BROKER_CONTROLLER_PORT"),
     ):
         if _accepts(port):
             raise LocalBrokerError(
                 f"something else listens on 127.0.0.1:{port}, which the local Kafka broker "
-                f"(in {broker_dir(broker)}) needs: stop it, or set {variable} to a free port, "
+                f"(in {node.dir}) needs: stop it, or set {variable} to a free port, "
                 f"{_NO_BROKER_HINT}."
             )
 
 
-def _format_storage(java: str, libs: Path, files: _Files) -> None:
+def _format_storage(java: str, libs: Path, files: _Files, cluster_id: str) -> None:
     if (files.data / "meta.properties").is_file():
         return
     files.data.mkdir(parents=True, exist_ok=True)
@@ -393,7 +517,7 @@ def _format_storage(java: str, libs: Path, files: _Files) -> None:
         "kafka.tools.StorageTool",
         "format",
         "-t",
-        new_cluster_id(),
+        cluster_id,
         "-c",
         str(files.properties),
         "--ignore-formatted",
@@ -438,11 +562,16 @@ def _spawn(java: str, libs: Path, broker: LocalBroker, files: _Files) -> int:
     # posix_spawn rather than Popen(start_new_session=True): the broker must outlive us, and a
     # Popen object dropped while its child runs warns (ResourceWarning, an error under pytest's
     # filterwarnings=error). We reap our child ourselves (see _has_exited).
+    # The broker outlives us, so it must not keep what we inherited open: a lock held by
+    # `flock LOCK aftercare broker start`, a pipe a caller reads to its end. glibc ignores a
+    # close of a descriptor that is no longer open by the time of the spawn.
+    inherited = [fd for fd in _open_descriptors() if fd > 2]
     pid = os.posix_spawn(
         java,
         argv,
         os.environ,
         file_actions=[
+            *((os.POSIX_SPAWN_CLOSE, fd) for fd in inherited),
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(files.out), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
             (os.POSIX_SPAWN_DUP2, 1, 2),
@@ -456,8 +585,15 @@ def _spawn(java: str, libs: Path, broker: LocalBroker, files: _Files) -> int:
     return pid
 
 
+def _open_descriptors() -> list[int]:
+    try:
+        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: every descriptor up to the soft limit
+        return list(range(3, min(os.sysconf("SC_OPEN_MAX"), 65536)))
+
+
 def _wait_until_ready(
-    broker: LocalBroker,
+    broker: Node,
     files: _Files,
     pid: int,
     timeout: float,
@@ -489,8 +625,9 @@ def _wait_until_ready(
         time.sleep(_POLL_SECONDS)
 
 
-def _terminate(pid: int, files: _Files, timeout: float) -> None:
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+def _terminate(pid: int, files: _Files, timeout: float, *, kill: bool = False) -> None:
+    steps = ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0))
+    for sig, wait in steps[1:] if kill else steps:
         with suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + wait

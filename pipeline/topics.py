@@ -6,7 +6,15 @@ and replication factor, and then checks the layout the pipeline depends on:
 - the input topics (purchases, shipments, app-usage, preferences) and the worker's internal
   due-notices are co-partitioned: the same partition count, so that with the same key
   (customer_id) all of a customer's events reach the same worker and the same table partition;
-- ``preferences`` is compacted, so the latest preferences of every customer are kept for ever.
+- ``preferences`` is compacted, so the latest preferences of every customer are kept for ever;
+- the worker's internal changelog topic (``<worker id>-customers-changelog``, from which its table
+  recovers) exists before any worker starts, compacted, co-partitioned with the inputs and with
+  the configured replication factor. Faust would create it itself, but only once a worker has
+  partitions, racing the first event: on a cluster the worker's loop then died on a changelog
+  with "0 partitions" while the process stayed up.
+
+Creation returns before every broker knows the new topics and their configs, so what was just
+created is read back, polling with a deadline, until the metadata and the configs agree.
 
 A layout that breaks these is a :class:`TopicLayoutError` naming the topics, their counts and the
 fix; the worker runs the same check at start and refuses to run on a broken layout.
@@ -39,11 +47,39 @@ class TopicLayoutError(RuntimeError):
 
 @dataclass(frozen=True)
 class TopicState:
-    role: TopicRole
+    role: TopicRole | None  # None: the worker's changelog
     name: str
     partitions: int
     created: bool
     cleanup_policy: str
+    replicas: int = 0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as ``topics create`` makes it."""
+
+    role: TopicRole | None
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def wanted_topics(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline needs, its internal changelog included."""
+    specs = [
+        TopicSpec(
+            role, settings.topic(role), wanted_partitions(settings, role), topic_configs(role)
+        )
+        for role in TopicRole
+    ]
+    # Faust's own settings for a table's changelog: compacted, one partition per table partition.
+    specs.append(
+        TopicSpec(
+            None, settings.changelog_topic, settings.input_partitions, {"cleanup.policy": "compact"}
+        )
+    )
+    return specs
 
 
 def topic_configs(role: TopicRole) -> dict[str, str]:
@@ -70,61 +106,42 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     )
 
 
-async def ensure_topics(settings: Settings) -> list[TopicState]:
+async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[TopicState]:
     """Create the missing topics, then check the layout. Safe to run any number of times."""
     admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [role for role in TopicRole if settings.topic(role) not in existing]
+        missing = [spec for spec in wanted_topics(settings) if spec.name not in existing]
         if missing:
             response = await admin.create_topics(
                 [
                     NewTopic(
-                        name=settings.topic(role),
-                        num_partitions=wanted_partitions(settings, role),
+                        name=spec.name,
+                        num_partitions=spec.partitions,
                         replication_factor=settings.replication_factor,
-                        topic_configs=topic_configs(role),
+                        topic_configs=spec.configs,
                     )
-                    for role in missing
+                    for spec in missing
                 ]
             )
+            errors = _topic_errors(response)
             failures = [
                 f"{name}: {message or f'error code {code}'}"
-                for name, code, message in _topic_errors(response)
+                for name, code, message in errors
                 if code not in (0, _TOPIC_ALREADY_EXISTS)
             ]
             if failures:
                 raise TopicLayoutError("could not create topics: " + "; ".join(failures))
-            # Creation returns before every broker's metadata shows the new topics.
-            await _wait_for_leaders(admin, [settings.topic(role) for role in missing])
-        return await _check(admin, settings, created={settings.topic(r) for r in missing})
+            # One that "already exists" was made by someone else since we listed: not ours.
+            created = {name for name, code, _ in errors if code == 0}
+        else:
+            created = set()
+        # Creation returns before every broker's metadata shows the new topics and their
+        # configs: read them back until they agree, or the deadline passes.
+        return await _check(admin, settings, created=created, timeout=timeout)
     finally:
         await admin.close()
-
-
-async def _wait_for_leaders(
-    admin: AIOKafkaAdminClient, names: list[str], timeout: float = 30.0
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        pending = set(names)
-        for topic in await admin.describe_topics(names):
-            partitions = topic.get("partitions") or []
-            if (
-                topic.get("error_code", 0) == 0
-                and partitions
-                and all(p.get("leader", -1) >= 0 for p in partitions)
-            ):
-                pending.discard(topic["topic"])
-        if not pending:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise TopicLayoutError(
-                f"created {', '.join(sorted(pending))} but they have no partition leaders after "
-                f"{timeout:.0f} s; check the brokers' health"
-            )
-        await asyncio.sleep(0.1)
 
 
 async def check_topics(settings: Settings) -> list[TopicState]:
@@ -138,11 +155,49 @@ async def check_topics(settings: Settings) -> list[TopicState]:
 
 
 async def _check(
+    admin: AIOKafkaAdminClient, settings: Settings, *, created: set[str], timeout: float = 0.0
+) -> list[TopicState]:
+    if created:
+        await _wait_until_visible(admin, settings, created, timeout)
+    return await _read_and_check(admin, settings, created=created)
+
+
+async def _wait_until_visible(
+    admin: AIOKafkaAdminClient, settings: Settings, created: set[str], timeout: float
+) -> None:
+    """Poll until every topic in ``created`` has a leader for each partition and reads back the
+    cleanup policy it was created with: brokers learn of both a little after creation returns."""
+    specs = [spec for spec in wanted_topics(settings) if spec.name in created]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        names = [spec.name for spec in specs]
+        layout = await _partition_layout(admin, names)
+        policies = await _cleanup_policies(admin, [n for n in names if n in layout])
+        pending = [
+            spec.name
+            for spec in specs
+            if spec.name not in layout
+            or policies.get(spec.name) != spec.configs.get("cleanup.policy", "delete")
+        ]
+        if not pending:
+            return
+        if loop.time() >= deadline:
+            raise TopicLayoutError(
+                f"created {', '.join(pending)} but after {timeout:g} s the brokers do not all "
+                "show them with a leader for every partition and the configs they were created "
+                "with; check the brokers' health and run `aftercare topics check`"
+            )
+        await asyncio.sleep(0.2)
+
+
+async def _read_and_check(
     admin: AIOKafkaAdminClient, settings: Settings, *, created: set[str]
 ) -> list[TopicState]:
-    names = [settings.topic(role) for role in TopicRole]
-    counts = await _partition_counts(admin, names)
-    missing = [name for name in names if name not in counts]
+    specs = wanted_topics(settings)
+    names = [spec.name for spec in specs]
+    layout = await _partition_layout(admin, names)
+    missing = [name for name in names if name not in layout]
     if missing:
         raise TopicLayoutError(
             f"topics missing on {settings.bootstrap_servers}: {', '.join(missing)}; "
@@ -151,20 +206,22 @@ async def _check(
     policies = await _cleanup_policies(admin, names)
     states = [
         TopicState(
-            role=role,
-            name=settings.topic(role),
-            partitions=counts[settings.topic(role)],
-            created=settings.topic(role) in created,
-            cleanup_policy=policies.get(settings.topic(role), "delete"),
+            role=spec.role,
+            name=spec.name,
+            partitions=layout[spec.name][0],
+            created=spec.name in created,
+            cleanup_policy=policies.get(spec.name, "delete"),
+            replicas=layout[spec.name][1],
         )
-        for role in TopicRole
+        for spec in specs
     ]
-    check_layout(states)
+    check_layout(states, replication_factor=settings.replication_factor)
     return states
 
 
-def check_layout(states: list[TopicState]) -> None:
-    """Raise :class:`TopicLayoutError` unless inputs are co-partitioned, preferences compacted."""
+def check_layout(states: list[TopicState], *, replication_factor: int = 1) -> None:
+    """Raise :class:`TopicLayoutError` unless inputs are co-partitioned, preferences compacted,
+    and the worker's changelog is compacted, co-partitioned and replicated as configured."""
     inputs = [state for state in states if state.role in COPARTITIONED_ROLES]
     if len({state.partitions for state in inputs}) > 1:
         listing = ", ".join(f"{state.name} has {state.partitions}" for state in inputs)
@@ -182,14 +239,49 @@ def check_layout(states: list[TopicState]) -> None:
                 f"Fix: kafka-configs --alter --entity-type topics --entity-name {state.name} "
                 "--add-config cleanup.policy=compact"
             )
+    for state in states:
+        if state.role is not None:
+            continue
+        problem = None
+        if inputs and state.partitions != inputs[0].partitions:
+            problem = (
+                f"has {state.partitions} partitions and the inputs have {inputs[0].partitions}; "
+                "the table's partitions must match the inputs'"
+            )
+        elif "compact" not in state.cleanup_policy:
+            problem = (
+                f"has cleanup.policy={state.cleanup_policy}; it must be compact, or customers' "
+                "journey state is deleted after the retention period"
+            )
+        elif 0 < state.replicas < replication_factor:
+            problem = (
+                f"has {state.replicas} replicas and AFTERCARE_REPLICATION_FACTOR is "
+                f"{replication_factor}; a lost broker would lose journey state"
+            )
+        if problem:
+            raise TopicLayoutError(
+                f"the worker's changelog topic {state.name} {problem}. Fix: delete it while no "
+                "worker runs and run `aftercare topics create` (the table recovers from it, so "
+                "workers then start from empty state), or alter it with kafka-topics/kafka-configs"
+            )
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+async def _partition_layout(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, tuple[int, int]]:
+    """(partitions, fewest replicas of any partition) of each topic whose every partition has a
+    leader: a topic still being created reads as missing."""
+    layout: dict[str, tuple[int, int]] = {}
     for topic in await admin.describe_topics(names):
-        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
-            counts[topic["topic"]] = len(topic["partitions"])
-    return counts
+        partitions = topic.get("partitions") or []
+        if (
+            topic.get("error_code", 0) == 0
+            and partitions
+            and all(p.get("leader", -1) >= 0 for p in partitions)
+        ):
+            replicas = min(len(p.get("replicas") or ()) for p in partitions)
+            layout[topic["topic"]] = (len(partitions), replicas)
+    return layout
 
 
 async def _cleanup_policies(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -34,8 +35,14 @@ async def _create(settings: Settings, name: str, partitions: int, **configs: str
 
 
 async def test_create_makes_every_topic_once_with_its_layout(fresh: Settings) -> None:
-    first = {state.role: state for state in await ensure_topics(fresh)}
+    states = await ensure_topics(fresh)
+    first = {state.role: state for state in states if state.role is not None}
     assert set(first) == set(TopicRole)
+    (changelog,) = [state for state in states if state.role is None]
+    assert changelog.name == f"{fresh.worker_id}-customers-changelog"
+    assert changelog.partitions == 3
+    assert changelog.cleanup_policy == "compact"
+    assert changelog.replicas == fresh.replication_factor
     assert all(state.created for state in first.values())
     assert {first[role].partitions for role in INPUT_ROLES} == {3}
     assert first[TopicRole.DISPATCH].partitions == 2
@@ -44,7 +51,7 @@ async def test_create_makes_every_topic_once_with_its_layout(fresh: Settings) ->
 
     again = await ensure_topics(fresh)
     assert not any(state.created for state in again)
-    assert [s.partitions for s in again] == [first[s.role].partitions for s in again]
+    assert [s.partitions for s in again] == [s.partitions for s in states]
     assert [s.name for s in await check_topics(fresh)] == [s.name for s in again]
 
 
@@ -70,3 +77,40 @@ async def test_preferences_that_are_not_compacted_are_refused(fresh: Settings) -
 async def test_check_names_missing_topics(fresh: Settings) -> None:
     with pytest.raises(TopicLayoutError, match="run `aftercare topics create`"):
         await check_topics(fresh)
+
+
+async def test_a_changelog_that_does_not_match_the_inputs_is_refused_by_name(
+    fresh: Settings,
+) -> None:
+    await _create(fresh, fresh.changelog_topic, 5, **{"cleanup.policy": "compact"})
+    with pytest.raises(TopicLayoutError) as caught:
+        await ensure_topics(fresh)
+    message = str(caught.value)
+    assert f"changelog topic {fresh.changelog_topic} has 5 partitions" in message
+    assert "the inputs have 3" in message
+
+
+async def test_a_changelog_that_is_not_compacted_is_refused(fresh: Settings) -> None:
+    await _create(fresh, fresh.changelog_topic, 3, **{"cleanup.policy": "delete"})
+    with pytest.raises(TopicLayoutError, match=r"changelog topic .* cleanup\.policy=delete"):
+        await ensure_topics(fresh)
+
+
+async def test_a_worker_without_its_changelog_is_refused(fresh: Settings) -> None:
+    await ensure_topics(fresh)
+    admin = admin_client(fresh)
+    await admin.start()
+    try:
+        await admin.delete_topics([fresh.changelog_topic])
+    finally:
+        await admin.close()
+    with pytest.raises(TopicLayoutError, match=f"missing .*{fresh.changelog_topic}"):
+        await _eventually_missing(fresh)
+
+
+async def _eventually_missing(settings: Settings) -> None:
+    """check_topics, until the deletion has reached the broker it asks (a deadline, no sleep)."""
+    async with asyncio.timeout(30):
+        while True:
+            await check_topics(settings)
+            await asyncio.sleep(0.1)

@@ -9,6 +9,7 @@ import base64
 import os
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,40 @@ def test_server_properties_make_a_single_node_kraft_cluster(
     tmp_path: Path, key: str, value: str
 ) -> None:
     assert _properties(localkafka.server_properties(_broker(tmp_path)))[key] == value
+
+
+def test_a_three_node_cluster_has_every_node_vote_and_replicates_three_ways(
+    tmp_path: Path,
+) -> None:
+    cluster = replace(_broker(tmp_path, 39092, 39093), nodes=3)
+    nodes = [_properties(localkafka.server_properties(cluster, i)) for i in (1, 2, 3)]
+
+    assert cluster.bootstrap == "127.0.0.1:39092,127.0.0.1:39094,127.0.0.1:39096"
+    assert [props["node.id"] for props in nodes] == ["1", "2", "3"]
+    voters = "1@127.0.0.1:39093,2@127.0.0.1:39095,3@127.0.0.1:39097"
+    assert {props["controller.quorum.voters"] for props in nodes} == {voters}
+    assert nodes[1]["listeners"] == "PLAINTEXT://127.0.0.1:39094,CONTROLLER://127.0.0.1:39095"
+    assert nodes[2]["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39096"
+    assert nodes[2]["log.dirs"] == str(tmp_path / "cluster-39092" / "node-3" / "data")
+    for props in nodes:
+        assert props["offsets.topic.replication.factor"] == "3"
+        assert props["transaction.state.log.replication.factor"] == "3"
+        assert props["default.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+
+
+def test_a_cluster_may_name_each_nodes_ports(tmp_path: Path) -> None:
+    cluster = replace(_broker(tmp_path), nodes=2, node_ports=((41000, 41500), (42000, 42500)))
+    second = _properties(localkafka.server_properties(cluster, 2))
+
+    assert cluster.bootstrap == "127.0.0.1:41000,127.0.0.1:42000"
+    assert second["controller.quorum.voters"] == "1@127.0.0.1:41500,2@127.0.0.1:42500"
+    assert second["listeners"] == "PLAINTEXT://127.0.0.1:42000,CONTROLLER://127.0.0.1:42500"
+
+
+def test_stopping_a_node_the_cluster_does_not_have_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LocalBrokerError, match="there is no node 4: the local broker has 3"):
+        localkafka.stop(replace(_broker(tmp_path), nodes=3), node=4)
 
 
 def test_log4j_writes_the_broker_log_in_the_broker_folder(tmp_path: Path) -> None:
