@@ -54,6 +54,8 @@ RETRIES = "aftercare_delivery_retries_total"
 PROVIDER_REQUEST = "aftercare_provider_request_seconds"
 BREAKER_STATE = "aftercare_circuit_breaker_state"
 CONSUMER_LAG = "aftercare_consumer_lag"
+COMMITTED_OFFSET = "aftercare_committed_offset"
+GAPS = "aftercare_offset_gaps_total"
 IN_FLIGHT = "aftercare_touchpoints_in_flight"
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
@@ -105,6 +107,24 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.committed = committed_offset_gauge(r)
+        self.gaps = Counter(
+            GAPS.removesuffix("_total"),
+            "Gaps in the input offsets handed to the worker, by how the broker explained them: "
+            "none (compaction, transaction markers) or rewound (records lost on the way, read "
+            "again).",
+            ["topic", "verdict"],
+            registry=r,
+        )
+
+
+def committed_offset_gauge(registry: CollectorRegistry) -> Gauge:
+    return Gauge(
+        COMMITTED_OFFSET,
+        "The consumer group's offset this process last committed, by topic and partition.",
+        ["topic", "partition"],
+        registry=registry,
+    )
 
 
 class SenderMetrics:
@@ -157,6 +177,7 @@ class SenderMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.committed = committed_offset_gauge(r)
         self.in_flight = Gauge(
             IN_FLIGHT, "Touchpoints being delivered (including waiting retries).", registry=r
         )

@@ -1,7 +1,8 @@
 """``aftercare senders``: build the channels and run the dispatch consumer until SIGTERM or Ctrl-C.
 
 Serves ``/health/live`` and ``/health/ready`` (ready once dispatch partitions are assigned and
-their de-duplication ledger is loaded) on AFTERCARE_SENDERS_PORT.
+their de-duplication ledger is loaded) on AFTERCARE_SENDERS_PORT. If the dispatch consumer or the
+handling of a record dies, the process stops and exits with status 70.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.journeys.rules import load_journeys
 from pipeline.senders.delivery import Deliverer
 from pipeline.senders.resilience import RetryPolicy
 from pipeline.senders.service import SenderService
+from pipeline.supervision import EXIT_LOOP_DIED, Watchdog
 from pipeline.templates import Renderer
 from pipeline.topics import check_topics
 
@@ -35,13 +37,13 @@ def run_senders(settings: Settings) -> int:
     )
     # One INFO line per provider request is noise at this volume (and carries URLs).
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(_serve(settings))
-    return 0
+    return asyncio.run(_serve(settings))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> int:
     await check_topics(settings)
     stop = asyncio.Event()
+    watchdog = Watchdog(stop.set, stop.is_set)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
@@ -80,32 +82,36 @@ async def _serve(settings: Settings) -> None:
         group_id=settings.senders_id,
         dedupe_window=timedelta(hours=settings.sender_dedupe_hours),
     )
-    health = await _health_server(service, settings.senders_port)
+    service.on_failure = watchdog.fail
+    health = await _health_server(service, watchdog, settings.senders_port)
     log.info(
         "senders %s on %s, clock %s", settings.senders_id, settings.bootstrap_servers, clock.now()
     )
     try:
-        await service.run(stop)
+        await watchdog.guard("the dispatch consumer", lambda: service.run(stop))()
     finally:
         await health.cleanup()
         for sender in senders.values():
             await sender.close()
         await client.aclose()
         await producer.stop()
+    return EXIT_LOOP_DIED if watchdog.failed else 0
 
 
-async def _health_server(service: SenderService, port: int) -> web.AppRunner:
+async def _health_server(service: SenderService, watchdog: Watchdog, port: int) -> web.AppRunner:
     async def live(request: web.Request) -> web.Response:
         return web.json_response({"live": True})
 
     async def ready(request: web.Request) -> web.Response:
+        ready = service.ready and not watchdog.failed
         body = {
-            "ready": service.ready,
+            "ready": ready,
+            "failed": watchdog.reason,
             "assigned_partitions": len(service.assigned),
             "in_flight": sum(len(t) for t in service.tasks.values()),
             **vars(service.counters),
         }
-        return web.json_response(body, status=200 if service.ready else 503)
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(service.deliverer.metrics.registry)

@@ -16,10 +16,11 @@ twice. The providers also get the touchpoint id as an idempotency key where they
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -122,6 +123,7 @@ class SenderService:
         self.assigned: set[TopicPartition] = set()
         self.ready = False
         self.consumer: AIOKafkaConsumer | None = None
+        self.on_failure: Callable[[str], None] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -169,6 +171,17 @@ class SenderService:
         task = asyncio.create_task(self._handle(tp, message))
         self.tasks[tp].add(task)
         task.add_done_callback(self.tasks[tp].discard)
+        task.add_done_callback(self._died)
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        # A record whose handling raised is never finished: its partition would commit nothing
+        # again while the process looked healthy. End the process instead; the record is read
+        # again by whoever takes the partition.
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        if self.on_failure is not None:
+            self.on_failure(f"a dispatch record's handling died: {type(error).__name__}: {error}")
 
     async def _handle(self, tp: TopicPartition, message: Any) -> None:
         """One dispatch record to its outcome. Cancelled (revoked, stopping): left uncommitted."""
@@ -273,6 +286,11 @@ class SenderService:
                 await self.consumer.commit(offsets)
             except Exception:  # a rebalance in progress; the next commit catches up
                 log.warning("commit failed; will retry", exc_info=True)
+                return
+            for tp, meta in offsets.items():
+                self.deliverer.metrics.committed.labels(tp.topic, str(tp.partition)).set(
+                    meta.offset
+                )
 
     async def _measure(self, consumer: AIOKafkaConsumer) -> None:
         metrics = self.deliverer.metrics
@@ -303,6 +321,11 @@ class SenderService:
         await self._commit(revoked)
         self.tracker.forget(revoked)
         self.assigned -= revoked
+        metrics = self.deliverer.metrics
+        for tp in revoked:  # the new owner reports these now
+            for gauge in (metrics.committed, metrics.lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(tp.topic, str(tp.partition))
         for tp in revoked:
             self.ended.pop(tp.partition, None)
             self.ledger_loaded[tp.partition].clear()

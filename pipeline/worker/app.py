@@ -5,7 +5,13 @@
 - one table, ``customers``, holds each customer's journey state (RocksDB, changelogged);
 - after every recovery the due index is rebuilt from the table's active partitions;
 - one task publishes due-notices for what the index says is due;
-- two pages answer Kubernetes' probes: ``/health/live`` and ``/health/ready``.
+- the worker commits its input offsets itself, never past a record it has not finished
+  (:mod:`pipeline.worker.offsets`); Faust's acknowledgements are off for those topics;
+- a :class:`~pipeline.supervision.Watchdog` ends the process, non-zero, if the agent or one of the
+  worker's loops dies;
+- two pages answer Kubernetes' probes: ``/health/live`` and ``/health/ready`` (ready only while
+  every loop runs and no assigned partition with records waiting has stood still for
+  ``STALL_SECONDS``).
 
 Run it with ``aftercare worker``; scale it by starting more (see the README).
 """
@@ -33,7 +39,10 @@ from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.rules import JourneyBook
 from pipeline.metrics import WorkerMetrics
 from pipeline.names import COPARTITIONED_ROLES, CUSTOMERS_TABLE, RECORD_OF_TOPIC, TopicRole
+from pipeline.supervision import Watchdog
 from pipeline.worker import scheduler
+from pipeline.worker.committer import Committer
+from pipeline.worker.offsets import OffsetLedger
 from pipeline.worker.processor import JourneyProcessor
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
 NOTICES_PER_TICK = 5000
 BATCH_MAX = 1000  # records decided together, whose commands are acknowledged together
 BATCH_WITHIN_SECONDS = 0.02  # the longest a record waits for others to fill its batch
+STALL_SECONDS = 30.0  # records waiting on a partition where nothing moved this long: not ready
 
 
 class FaustPublisher:
@@ -121,7 +131,11 @@ def broker_credentials(settings: Settings) -> Any:
 
 
 def create_app(
-    settings: Settings, book: JourneyBook, clock: Clock, schemas: SchemaSet | None = None
+    settings: Settings,
+    book: JourneyBook,
+    clock: Clock,
+    schemas: SchemaSet | None = None,
+    watchdog: Watchdog | None = None,
 ) -> faust.App:
     schemas = schemas or SchemaSet.load()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +187,14 @@ def create_app(
         index=index,
         metrics=metrics,
     )
-    source = app.topic(*copartitioned, key_type=bytes, value_type=bytes)
+    # acks=False: Faust commits nothing for these topics; the committer does (see offsets.py).
+    source = app.topic(*copartitioned, key_type=bytes, value_type=bytes, acks=False)
+    ledger = OffsetLedger()
+    committer = Committer(settings, app, ledger, metrics, copartitioned)
+    if watchdog is None:
+        watchdog = Watchdog(lambda: app.loop.create_task(app.stop()), lambda: app.should_stop)
+    idle = asyncio.Event()  # set while no batch is being processed
+    idle.set()
     due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
     table = app.Table(
         CUSTOMERS_TABLE,
@@ -197,14 +218,46 @@ def create_app(
 
     @app.agent(source)
     async def journeys(stream: faust.StreamT[Any]) -> None:
-        # Faust acknowledges a batch's events (and so lets their offsets be committed) only after
-        # the processor returns, by which time their commands are on the broker.
-        # StreamT does not declare take_events; faust.Stream has it.
+        try:
+            await process(stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            watchdog.fail(f"the journey agent died: {type(exc).__name__}: {exc}", exc)
+            raise
+
+    async def process(stream: faust.StreamT[Any]) -> None:
+        # A batch's offsets are committed only after the processor returns, by which time its
+        # commands are on the broker and its states written. StreamT does not declare
+        # take_events; faust.Stream has it.
         batches = cast(faust.Stream[Any], stream).take_events(
             BATCH_MAX, within=BATCH_WITHIN_SECONDS
         )
         async for events in batches:
-            await processor.process_batch(state_table.bind(events), state_table)
+            # Records of partitions taken away since they were fetched belong to their new owner.
+            assignment = app.consumer.assignment()
+            mine = [e for e in events if e.message.tp in assignment]
+            await committer.track({e.message.tp for e in mine})
+            idle.clear()
+            try:
+                await processor.process_batch(state_table.bind(mine), state_table)
+            finally:
+                idle.set()
+            now = time.monotonic()
+            for event in mine:
+                gap = ledger.finished(event.message.tp, event.message.offset, now)
+                if gap is not None:
+                    committer.queue(gap)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's stubs want signal=
+    async def on_revoked(app_: Any, revoked: set[TP], **kwargs: Any) -> None:
+        # Faust waits for nothing here (acks are off): let the batch in hand finish, so its
+        # states are written by their owner and its offsets committed.
+        try:
+            await asyncio.wait_for(idle.wait(), timeout=settings.session_timeout_seconds)
+        except TimeoutError:
+            log.warning("a batch was still being processed when partitions were revoked")
+        await committer.revoked(revoked)
 
     def active_rows() -> Iterator[tuple[str, int, int]]:
         # Faust iterates RocksDB by partition only through its store's own attributes.
@@ -253,7 +306,12 @@ def create_app(
             except Exception:  # the broker may be away for a while; an uncaught error ends the app
                 log.exception("could not send due-notices; trying again")
 
-    app.task(send_due_notices)
+    app.task(watchdog.guard("the due-notice loop", send_due_notices))
+    app.task(watchdog.guard("the offset committer", committer.run))
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_committer(app_: Any, **kwargs: Any) -> None:
+        await committer.close()
 
     async def measure_lag() -> None:
         try:
@@ -279,10 +337,20 @@ def create_app(
 
     @app.page("/health/ready")
     async def ready_page(web: Any, request: Any) -> Any:
-        is_ready = ready["recovered"] and not app.rebalancing and not app.in_recovery
+        highwaters = {tp: app.consumer.highwater(TP(*tp)) for tp in ledger.partitions}
+        stalled = ledger.stalled(highwaters, time.monotonic(), STALL_SECONDS)
+        is_ready = (
+            ready["recovered"]
+            and not app.rebalancing
+            and not app.in_recovery
+            and not watchdog.failed
+            and not stalled
+        )
         first_input = settings.topic(COPARTITIONED_ROLES[0])
         body = {
             "ready": is_ready,
+            "failed": watchdog.reason,
+            "stalled_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in stalled),
             "assigned_partitions": sum(
                 1 for tp in app.assignor.assigned_actives() if tp.topic == first_input
             ),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
+import signal
 
 import faust
 
 from pipeline.config import Settings
 from pipeline.journeys.rules import load_journeys
 from pipeline.names import CUSTOMERS_TABLE
+from pipeline.supervision import EXIT_LOOP_DIED, Watchdog
 from pipeline.topics import check_topics
 from pipeline.worker.app import create_app
 
@@ -23,7 +26,10 @@ def run_worker(settings: Settings) -> int:
     asyncio.run(check_topics(settings))
     book = load_journeys(settings.journeys_file or None)
     clock = settings.clock()
-    app = create_app(settings, book, clock)
+    # A dead loop stops the worker as SIGTERM does (offsets committed, tables closed), and the
+    # process then exits non-zero.
+    watchdog = Watchdog(lambda: os.kill(os.getpid(), signal.SIGTERM), lambda: app.should_stop)
+    app = create_app(settings, book, clock, watchdog=watchdog)
     app.tables[CUSTOMERS_TABLE].on_recover(release_free_heap_after_recovery)
     log.info(
         "starting worker %s on %s: %d journeys from %s, clock %s",
@@ -39,8 +45,14 @@ def run_worker(settings: Settings) -> int:
     # Faust's terminal spinner turns the root logger to DEBUG so that it can spin on every record
     # logged; every library's debug line would then be formatted and filtered on the hot path.
     worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        if watchdog.failed:
+            log.critical("worker exits: %s", watchdog.reason)
+            return EXIT_LOOP_DIED
+        raise exit_ from None
+    return EXIT_LOOP_DIED if watchdog.failed else 0
 
 
 def release_free_heap() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,3 +99,20 @@ class ComponentProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def worker_process(
+    topics: Any, state: Path, log_path: Path, port: int, **extra: str
+) -> ComponentProcess:
+    """``aftercare worker`` on the topics of ``topics`` (Settings), with its own state folder and
+    port, a session timeout of 6 s (a SIGKILLed worker's partitions come back quickly)."""
+    env = {
+        "AFTERCARE_TOPIC_PREFIX": topics.topic_prefix,
+        "AFTERCARE_INPUT_PARTITIONS": str(topics.input_partitions),
+        "AFTERCARE_OUTPUT_PARTITIONS": str(topics.output_partitions),
+        "AFTERCARE_STATE_DIR": str(state),
+        "AFTERCARE_WORKER_PORT": str(port),
+        "AFTERCARE_SESSION_TIMEOUT_SECONDS": "6",
+        **extra,
+    }
+    return ComponentProcess("worker", env, log_path, port)

@@ -28,7 +28,7 @@ from pipeline.journeys.rules import load_journeys
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.worker.convert import to_event
 from tests.integration.kafkatools import end_offsets, wait_for_new
-from tests.integration.processes import ComponentProcess
+from tests.integration.processes import worker_process
 from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
@@ -165,21 +165,14 @@ async def test_a_month_of_journeys_survives_a_sigkill(
     epoch = time.time()
     clock = AcceleratedClock(SIM_START, FACTOR, epoch)
     (port,) = free_ports(1)
-    worker = ComponentProcess(
-        "worker",
-        {
-            "AFTERCARE_TOPIC_PREFIX": topics.topic_prefix,
-            "AFTERCARE_INPUT_PARTITIONS": str(topics.input_partitions),
-            "AFTERCARE_OUTPUT_PARTITIONS": str(topics.output_partitions),
-            "AFTERCARE_CLOCK_FACTOR": str(FACTOR),
-            "AFTERCARE_CLOCK_START": SIM_START.isoformat(),
-            "AFTERCARE_CLOCK_EPOCH": repr(epoch),
-            "AFTERCARE_STATE_DIR": str(tmp_path / "state"),
-            "AFTERCARE_WORKER_PORT": str(port),
-            "AFTERCARE_SESSION_TIMEOUT_SECONDS": "6",
-        },
+    worker = worker_process(
+        topics,
+        tmp_path / "state",
         tmp_path / "worker.log",
         port,
+        AFTERCARE_CLOCK_FACTOR=str(FACTOR),
+        AFTERCARE_CLOCK_START=SIM_START.isoformat(),
+        AFTERCARE_CLOCK_EPOCH=repr(epoch),
     )
     dispatch_start = await end_offsets(topics, topics.topic(TopicRole.DISPATCH))
     deliveries_start = await end_offsets(topics, topics.topic(TopicRole.DELIVERIES))

@@ -32,6 +32,7 @@ DASHBOARD = REPO / "deploy" / "grafana" / "aftercare.json"
 ALERTS = {
     "AftercareTransactionalLatencyHigh",
     "AftercareConsumerLagGrowing",
+    "AftercarePartitionStalled",
     "AftercareDeadLetters",
     "AftercareCircuitBreakerOpen",
     "AftercareTimersLate",
