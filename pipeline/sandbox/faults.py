@@ -3,7 +3,10 @@
 Real providers fail in a handful of ways that need different handling from a sender: a slow answer
 (time-outs), a transient error (retry with back-off), throttling (wait for ``Retry-After``), an
 outage (every attempt fails for a while; circuit breakers, dead letters) and a permanent refusal
-(never retry). Each channel has its own :class:`Faults`, changed at run time (``PUT
+(never retry). A fault suite also needs a crash at the worst moment: ``kill_after_accept`` names
+processes (pids) that the sandbox SIGKILLs right after it has accepted the channel's next message
+and before it answers, so the sender never learns that the provider took it (once, then cleared).
+Each channel has its own :class:`Faults`, changed at run time (``PUT
 /_sandbox/faults/{channel}`` or ``aftercare sandbox fault``), so a test can turn a fault on, watch
 the pipeline cope, and turn it off again without restarting anything.
 
@@ -17,9 +20,12 @@ words (HTTP status and provider-shaped body, SMTP reply code).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import random
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,9 +49,12 @@ class Faults:
     retry_after_s: int = 1  # the Retry-After of a throttled answer, in whole seconds
     outage_until: float | None = None  # Unix seconds; before then every request fails (503, 421)
     reject_rate: float = 0.0  # share refused permanently (400, SMTP 550)
+    kill_after_accept: tuple[int, ...] = ()  # pids SIGKILLed after the next accepted message
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        fields["kill_after_accept"] = list(self.kill_after_accept)
+        return fields
 
 
 FAULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Faults))
@@ -79,6 +88,9 @@ def updated(channel: str, current: Faults, changes: Mapping[str, object]) -> Fau
         )
     values: dict[str, Any] = {}
     for name, value in changes.items():
+        if name == "kill_after_accept":
+            values[name] = _pids(channel, value)
+            continue
         if name == "outage_until" and value is None:
             values[name] = None
             continue
@@ -106,6 +118,16 @@ def updated(channel: str, current: Faults, changes: Mapping[str, object]) -> Fau
             )
         values[name] = int(value) if name == "retry_after_s" else float(value)
     return dataclasses.replace(current, **values)
+
+
+def _pids(channel: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(pid, int) and not isinstance(pid, bool) and pid > 1 for pid in value
+    ):
+        raise FaultError(
+            f"faults for {channel}: kill_after_accept is a list of process ids, got {value!r}"
+        )
+    return tuple(value)
 
 
 class FaultInjector:
@@ -151,6 +173,18 @@ class FaultInjector:
         elif self._hits(faults.reject_rate):
             outcome = Outcome.REJECTED
         return Verdict(outcome, faults.latency_ms / 1000, faults.retry_after_s)
+
+    def accepted(self, channel: Channel) -> tuple[int, ...]:
+        """Call right after ``channel`` accepted a message, before answering: SIGKILLs the
+        processes its ``kill_after_accept`` names (once) and returns their pids."""
+        pids = self._faults[channel].kill_after_accept
+        if not pids:
+            return ()
+        self._faults[channel] = dataclasses.replace(self._faults[channel], kill_after_accept=())
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
 
     def _hits(self, rate: float) -> bool:
         if rate <= 0:

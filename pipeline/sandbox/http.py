@@ -294,6 +294,7 @@ class ProviderApi:
             idempotency_key=token,
             headers=_kept_headers(request),
         )
+        self._faults.accepted("sms")
         return "accepted", 201, self._twilio_resource(sid, account_sid)
 
     def _twilio_authorised(self, header: str, account_sid: str) -> bool:
@@ -373,6 +374,7 @@ class ProviderApi:
             touchpoint_id=touchpoint,
             headers=_kept_headers(request),
         )
+        self._faults.accepted("whatsapp")
         return (
             "accepted",
             200,
@@ -436,6 +438,7 @@ class ProviderApi:
             headers=_kept_headers(request),
             provider_id=lambda number: f"projects/{project_id}/messages/{number:019d}",
         )
+        self._faults.accepted("push")
         return "accepted", 200, {"name": name}
 
     # -- signed webhooks ---------------------------------------------------------------------
@@ -467,6 +470,7 @@ class ProviderApi:
             idempotency_key=key,
             headers=_kept_headers(request),
         )
+        self._faults.accepted("webhook")
         return "accepted", 200, {"id": webhook_id, "received": True}
 
     def _signature_problem(self, header: str | None, raw: bytes) -> str | None:

@@ -127,6 +127,7 @@ class SandboxMailHandler:
             idempotency_key=message_id,
         )
         self._store.count("email", "accepted")
+        self._faults.accepted("email")
         log.info("email %s to %s accepted", provider_id, ", ".join(envelope.rcpt_tos))
         return f"250 OK queued as {provider_id}"
 

@@ -820,3 +820,35 @@ async def test_an_email_sent_again_with_the_same_message_id_is_counted_not_store
         await aiosmtplib.send(message, hostname="127.0.0.1", port=sandbox.smtp_port)
     assert len(sandbox.store.messages(channel="email", touchpoint_id="tp_again")) == 1
     assert sandbox.store.counts()["email"]["duplicate"] == 1
+
+
+@pytest.mark.parametrize("channel", ["sms", "whatsapp", "push", "webhook"])
+async def test_kill_after_accept_kills_the_named_process_once_after_storing_the_message(
+    client: httpx.AsyncClient, channel: str
+) -> None:
+    victim = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(120)"
+    )
+    try:
+        faults = await set_faults(client, channel, kill_after_accept=[victim.pid])
+        assert faults["kill_after_accept"] == [victim.pid]
+
+        answer = await post(client, REQUESTS[channel](f"tp-{channel}-killed"))
+
+        assert answer.status_code in (200, 201), answer.text
+        assert await asyncio.wait_for(victim.wait(), timeout=10) == -signal.SIGKILL
+        assert len(await stored(client)) == 1  # accepted: the provider has it
+        assert (await client.get("/_sandbox/faults")).json()[channel]["kill_after_accept"] == []
+    finally:
+        if victim.returncode is None:
+            victim.kill()
+            await victim.wait()
+
+
+@pytest.mark.parametrize("value", [5, ["12"], [True], [0]])
+async def test_kill_after_accept_takes_a_list_of_pids(
+    client: httpx.AsyncClient, value: object
+) -> None:
+    answer = await client.put("/_sandbox/faults/sms", json={"kill_after_accept": value})
+    assert answer.status_code == 400
+    assert "kill_after_accept is a list of process ids" in answer.text

@@ -76,3 +76,45 @@ async def wait_for_new(
             if sum(end[tp] - start.get(tp, 0) for tp in end) >= count:
                 return await read_range(settings, topic, start, end)
             await asyncio.sleep(0.1)
+
+
+async def produce_malformed(
+    producer: Any, settings: Settings, count: int, tag: str
+) -> set[tuple[str, int, int]]:
+    """``count`` records that are not Avro, spread over three input topics and their partitions:
+    each must come out on dead-letters naming its (topic, partition, offset), returned here."""
+    from pipeline.names import TopicRole
+
+    roles = (TopicRole.PURCHASES, TopicRole.SHIPMENTS, TopicRole.APP_USAGE)
+    pending = [
+        await producer.send(
+            settings.topic(roles[i % len(roles)]),
+            key=f"cust-{i % 37}".encode(),
+            value=f"not avro {tag} {i}".encode(),
+        )
+        for i in range(count)
+    ]
+    return {(m.topic, m.partition, m.offset) for m in await asyncio.gather(*pending)}
+
+
+async def committed_offsets(settings: Settings, group: str) -> Offsets:
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
+
+
+async def wait_committed(settings: Settings, group: str, topics: list[str], timeout: float) -> None:
+    """Until ``group`` has committed the end of every partition of ``topics``."""
+    ends: Offsets = {}
+    for topic in topics:
+        ends.update(await end_offsets(settings, topic))
+    async with asyncio.timeout(timeout):
+        while True:
+            committed = await committed_offsets(settings, group)
+            if all(committed.get(tp, -1) >= end for tp, end in ends.items()):
+                return
+            await asyncio.sleep(0.2)
