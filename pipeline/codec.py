@@ -211,6 +211,44 @@ class SchemaSet:
         return Decoded(expected, record, writer)
 
 
+def peek_occurred_at(data: bytes | None) -> int | None:
+    """``occurred_at`` (UTC millis) of an event record, read without decoding it, or None.
+
+    Every record the worker consumes (the input events and its due-notices) begins with
+    ``event_id`` (string), ``customer_id`` (string), ``occurred_at`` (long): after the 10-byte
+    header, two length-prefixed strings and a zig-zag varint. The worker orders records by it
+    before deciding them; the full decode, with its checks, comes after.
+    ``tests/unit/test_schemas.py`` holds every such schema to that prefix.
+    """
+    if data is None or len(data) < HEADER_SIZE + 3 or not data.startswith(MARKER):
+        return None
+    position = HEADER_SIZE
+    try:
+        for _ in range(2):  # event_id, customer_id
+            length, position = _varint(data, position)
+            if length < 0:
+                return None
+            position += length
+        value, _ = _varint(data, position)
+    except IndexError:
+        return None
+    return value
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    """A zig-zag varint at ``position``: (value, position after it)."""
+    shift = result = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (result >> 1) ^ -(result & 1), position
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
 def _load_file(path: Path) -> Schema:
     try:
         definition = json.loads(path.read_text(encoding="utf-8"))

@@ -184,6 +184,13 @@ VARIABLES: tuple[Variable, ...] = (
         "How long the consumer group waits for a worker that stopped answering (killed, node "
         "lost) before giving its partitions to the others. The broker allows 6 to 1800.",
     ),
+    Variable(
+        "AFTERCARE_MAX_IDLE_MS",
+        "100",
+        "How long the worker holds the records of one partition number while one of its inputs "
+        "has records on the broker not yet fetched, so that they are decided in event-time order "
+        "(as Kafka Streams' max.task.idle.ms). An input with nothing waiting is never waited for.",
+    ),
     # -- channels: the defaults reach the local sandbox (`aftercare sandbox`), with its own
     # non-secret credentials; production sets the provider's URLs and secrets here.
     Variable("AFTERCARE_SMTP_HOST", "127.0.0.1", "SMTP server for email."),
@@ -313,6 +320,7 @@ class Settings:
     worker_port: int
     log_level: str
     session_timeout_seconds: float
+    max_idle_seconds: float
     channels: ChannelSettings
     senders_id: str
     senders_port: int
@@ -427,6 +435,7 @@ class Settings:
             worker_port=_port(get, "AFTERCARE_WORKER_PORT"),
             log_level=log_level,
             session_timeout_seconds=_number(get, "AFTERCARE_SESSION_TIMEOUT_SECONDS"),
+            max_idle_seconds=_number(get, "AFTERCARE_MAX_IDLE_MS") / 1000,
             channels=_channel_settings(get),
             senders_id=get("AFTERCARE_SENDERS_ID") or f"{prefix}aftercare-senders",
             senders_port=_port(get, "AFTERCARE_SENDERS_PORT"),

@@ -32,7 +32,7 @@ from faust.types import TP, EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
-from pipeline.codec import SchemaSet
+from pipeline.codec import SchemaSet, peek_occurred_at
 from pipeline.config import Settings
 from pipeline.intake import Intake, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
@@ -43,6 +43,7 @@ from pipeline.supervision import Watchdog
 from pipeline.worker import scheduler
 from pipeline.worker.committer import Committer
 from pipeline.worker.offsets import OffsetLedger
+from pipeline.worker.ordering import UNKNOWN_TIME, EventTimeOrder
 from pipeline.worker.processor import JourneyProcessor
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,12 @@ def create_app(
         watchdog = Watchdog(lambda: app.loop.create_task(app.stop()), lambda: app.should_stop)
     idle = asyncio.Event()  # set while no batch is being processed
     idle.set()
+    # Preferences first among records of the same time: a consent change stands before what
+    # it governs. Then the order of the design's topic table, then the worker's own notices.
+    ordered = [settings.topic(TopicRole.PREFERENCES)] + [
+        settings.topic(role) for role in COPARTITIONED_ROLES if role is not TopicRole.PREFERENCES
+    ]
+    order: EventTimeOrder[EventT[Any]] = EventTimeOrder(ordered, settings.max_idle_seconds)
     due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
     table = app.Table(
         CUSTOMERS_TABLE,
@@ -233,21 +240,57 @@ def create_app(
         batches = cast(faust.Stream[Any], stream).take_events(
             BATCH_MAX, within=BATCH_WITHIN_SECONDS
         )
-        async for events in batches:
-            # Records of partitions taken away since they were fetched belong to their new owner.
-            assignment = app.consumer.assignment()
-            mine = [e for e in events if e.message.tp in assignment]
-            await committer.track({e.message.tp for e in mine})
-            idle.clear()
-            try:
-                await processor.process_batch(state_table.bind(mine), state_table)
-            finally:
-                idle.set()
-            now = time.monotonic()
-            for event in mine:
-                gap = ledger.finished(event.message.tp, event.message.offset, now)
-                if gap is not None:
-                    committer.queue(gap)
+        # The stream is pumped into a queue so that records held for event-time order are let
+        # go when their wait ends, even if nothing else arrives.
+        arrived: asyncio.Queue[Sequence[EventT[Any]]] = asyncio.Queue(maxsize=2)
+
+        async def pump() -> None:
+            async for events in batches:
+                await arrived.put(events)
+
+        pumping = asyncio.create_task(pump(), name="journey-stream")
+        try:
+            while True:
+                wait = order.next_deadline(time.monotonic())
+                getting = asyncio.ensure_future(arrived.get())
+                done, _ = await asyncio.wait(
+                    {getting, pumping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
+                if pumping in done:
+                    getting.cancel()
+                    pumping.result()  # the stream's error, if it died
+                    return
+                if getting in done:
+                    await take(getting.result())
+                else:
+                    getting.cancel()
+                await decide(order.release(time.monotonic()))
+        finally:
+            pumping.cancel()
+
+    async def take(events: Sequence[EventT[Any]]) -> None:
+        # Records of partitions taken away since they were fetched belong to their new owner.
+        assignment = app.consumer.assignment()
+        await committer.track(assignment)
+        for event in events:
+            message = event.message
+            if message.tp in assignment:
+                occurred = peek_occurred_at(message.value)
+                order.add(message.topic, message.partition, occurred or UNKNOWN_TIME, event)
+
+    async def decide(ready: list[EventT[Any]]) -> None:
+        if not ready:
+            return
+        idle.clear()
+        try:
+            await processor.process_batch(state_table.bind(ready), state_table)
+        finally:
+            idle.set()
+        now = time.monotonic()
+        for event in ready:
+            gap = ledger.finished(event.message.tp, event.message.offset, now)
+            if gap is not None:
+                committer.queue(gap)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's stubs want signal=
     async def on_revoked(app_: Any, revoked: set[TP], **kwargs: Any) -> None:
@@ -258,6 +301,7 @@ def create_app(
         except TimeoutError:
             log.warning("a batch was still being processed when partitions were revoked")
         await committer.revoked(revoked)
+        order.drop(revoked)
 
     def active_rows() -> Iterator[tuple[str, int, int]]:
         # Faust iterates RocksDB by partition only through its store's own attributes.
@@ -293,18 +337,21 @@ def create_app(
                 for customer, wake_ms, partition in index.take_due(
                     clock.now(), RESEND_AFTER_SECONDS, NOTICES_PER_TICK
                 ):
-                    notice = {
-                        "event_id": f"due:{customer}:{wake_ms}",
-                        "customer_id": customer,
-                        "occurred_at": datetime.fromtimestamp(wake_ms / 1000, UTC),
-                    }
-                    await due_topic.send(
-                        key=customer.encode("utf-8"),
-                        value=schemas.encode(DUE_NOTICE, notice),
-                        partition=partition,
-                    )
+                    await publish_notice(customer, wake_ms, partition)
             except Exception:  # the broker may be away for a while; an uncaught error ends the app
                 log.exception("could not send due-notices; trying again")
+
+    async def publish_notice(customer: str, wake_ms: int, partition: int) -> None:
+        notice = {
+            "event_id": f"due:{customer}:{wake_ms}",
+            "customer_id": customer,
+            "occurred_at": datetime.fromtimestamp(wake_ms / 1000, UTC),
+        }
+        await due_topic.send(
+            key=customer.encode("utf-8"),
+            value=schemas.encode(DUE_NOTICE, notice),
+            partition=partition,
+        )
 
     app.task(watchdog.guard("the due-notice loop", send_due_notices))
     app.task(watchdog.guard("the offset committer", committer.run))
@@ -349,7 +396,7 @@ def create_app(
         first_input = settings.topic(COPARTITIONED_ROLES[0])
         body = {
             "ready": is_ready,
-            "failed": watchdog.reason,
+            "died": watchdog.reason,
             "stalled_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in stalled),
             "assigned_partitions": sum(
                 1 for tp in app.assignor.assigned_actives() if tp.topic == first_input

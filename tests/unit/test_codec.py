@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from pipeline.codec import (
     DecodeError,
     EncodeError,
     SchemaSet,
+    peek_occurred_at,
 )
-from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.resources import schemas_dir
 from tests.samples import FULL_NAMES, SAMPLES
 
@@ -171,3 +173,30 @@ def test_a_broken_schema_file_names_the_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "broken.avsc").write_text('{\n  "type": "record",\n  "name": oops\n}')
     with pytest.raises(CodecError, match=r"broken.avsc:3: not valid JSON"):
         SchemaSet.load(tmp_path)
+
+
+@pytest.mark.parametrize("role", COPARTITIONED_ROLES, ids=str)
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 3, 2, 9, 30, 0, 123000, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),  # before the epoch: a negative long
+        datetime(2100, 1, 1, tzinfo=UTC),
+    ],
+    ids=["now", "before-epoch", "far-future"],
+)
+def test_occurred_at_is_read_without_decoding(
+    schemas: SchemaSet, role: TopicRole, moment: datetime
+) -> None:
+    record = SAMPLES[role](occurred_at=moment, event_id="ü" * 70, customer_id="c" * 300)
+    data = schemas.encode(FULL_NAMES[role], record)
+    assert peek_occurred_at(data) == int(moment.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, b"", b"not avro at all", MARKER + b"\x00" * 8, MARKER + b"\x00" * 8 + b"\x80\x80"],
+    ids=["tombstone", "empty", "text", "header-only", "truncated"],
+)
+def test_occurred_at_of_what_is_not_an_event_is_unknown(data: bytes | None) -> None:
+    assert peek_occurred_at(data) is None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.codec import DeadLetterError, SchemaSet
-from pipeline.names import RECORD_OF_TOPIC, SCHEMA_NAMESPACE, TopicRole
+from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, SCHEMA_NAMESPACE, TopicRole
 from pipeline.resources import schemas_dir
 
 FILES = sorted(schemas_dir().glob("*.avsc"))
@@ -66,6 +66,20 @@ def test_every_record_carries_event_id_customer_id_occurred_at(path: Path) -> No
     assert fields["event_id"]["type"] == "string"
     assert "string" in json.dumps(fields["customer_id"]["type"])
     assert fields["occurred_at"]["type"] == {"type": "long", "logicalType": "timestamp-millis"}
+
+
+@pytest.mark.parametrize("role", COPARTITIONED_ROLES, ids=str)
+def test_what_the_worker_consumes_begins_with_event_id_customer_id_occurred_at(
+    schemas: SchemaSet, role: TopicRole
+) -> None:
+    # The worker orders records by occurred_at read from this prefix, before decoding them.
+    schema = schemas.current(RECORD_OF_TOPIC[role])
+    fields = [(f["name"], f["type"]) for f in schema.parsed["fields"][:3]]
+    assert fields == [
+        ("event_id", "string"),
+        ("customer_id", "string"),
+        ("occurred_at", {"type": "long", "logicalType": "timestamp-millis"}),
+    ]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
