@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration lint format typecheck prometheus-tools broker-up broker-down topics clean bench
+.PHONY: install run test unit integration lint format typecheck prometheus-tools broker-up broker-down topics clean bench chaos
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ topics: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# The fault suite (about 10 minutes): the pipeline on a three-node cluster of its own, killed and
+# hurt on a schedule, then accounted for against a fault-free run; figures in bench/results/.
+chaos: install
+	$(BIN)/python -m bench.chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -106,7 +106,7 @@ async def _health_server(service: SenderService, watchdog: Watchdog, port: int) 
         ready = service.ready and not watchdog.failed
         body = {
             "ready": ready,
-            "failed": watchdog.reason,
+            "died": watchdog.reason,
             "assigned_partitions": len(service.assigned),
             "in_flight": sum(len(t) for t in service.tasks.values()),
             **vars(service.counters),

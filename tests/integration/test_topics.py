@@ -30,6 +30,11 @@ async def _create(settings: Settings, name: str, partitions: int, **configs: str
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+        async with asyncio.timeout(30):  # until the broker that answers listings knows it
+            while True:
+                if name in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
 
