@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 
 from pipeline.journeys import policies
 from pipeline.journeys.model import (
-    PHONE_CHANNELS,
     AppUsageEvent,
     CancelTouchpoint,
     Command,
@@ -497,16 +496,17 @@ class JourneyEngine:
 
         timezone = policies.zone(state.contact.timezone or self.book.timezone)
         quiet = state.preferences.quiet_hours or self.book.quiet_hours
+        held = self.book.quiet_channels[touchpoint.priority]
         if (
             not touchpoint.urgent
-            and policies.holds_for_phone(channels)
+            and policies.held_in_quiet_hours(channels, held)
             and policies.in_quiet_hours(quiet, now, timezone)
         ):
             wake = policies.quiet_hours_end(quiet, now, timezone)
             if wake <= touchpoint.expires_at:
                 return state, None, evolve(pending, not_before=wake)
-            # It would expire while waiting: reach the customer where it does not ring, if we can.
-            silent = tuple(c for c in channels if c not in PHONE_CHANNELS)
+            # It would expire while waiting: reach the customer where it does not wait, if we can.
+            silent = tuple(c for c in channels if c not in held)
             if not silent:
                 detail = f"quiet hours end {wake.isoformat()}, after its validity"
                 return state, cancel(Outcome.EXPIRED, "quiet_hours", detail), None

@@ -4,8 +4,10 @@ Each is a pure function of the customer's state, the touchpoint and the time:
 
 - consent: a channel is usable only if the customer allows it and we have an address for it;
 - marketing: needs the customer's marketing opt-in;
-- quiet hours: phone channels (SMS, WhatsApp, push) wait until the window ends in the customer's
-  own time zone, unless the touchpoint is urgent; email and in-app are never held back;
+- quiet hours: the channels the journeys file holds for the touchpoint's priority (by default
+  SMS, WhatsApp and push for transactional; email too for engagement and marketing) wait until
+  the window ends in the customer's own time zone, unless the touchpoint is urgent; in-app and
+  the webhook are never held back;
 - frequency caps: engagement and marketing sends per customer across journeys;
 - expiry: past its validity a touchpoint is never sent late.
 """
@@ -18,7 +20,6 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
 from pipeline.journeys.model import (
-    PHONE_CHANNELS,
     Channel,
     Contact,
     CustomerState,
@@ -125,5 +126,6 @@ def expired(touchpoint: Touchpoint, now: datetime) -> bool:
     return now > touchpoint.expires_at
 
 
-def holds_for_phone(channels: Sequence[Channel]) -> bool:
-    return bool(channels) and channels[0] in PHONE_CHANNELS
+def held_in_quiet_hours(channels: Sequence[Channel], held: frozenset[Channel]) -> bool:
+    """Whether the best channel is one that waits out quiet hours for this priority."""
+    return bool(channels) and channels[0] in held

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,15 @@ from typing import Any
 import yaml
 
 from pipeline.journeys.model import Channel, Priority, QuietHours
+
+# The design's default: transactional email is never held (a receipt, a tracking link); what only
+# keeps in touch waits for the morning on every channel that reaches the customer but in-app.
+DEFAULT_QUIET_CHANNELS: Mapping[Priority, frozenset[Channel]] = {
+    Priority.TRANSACTIONAL: frozenset({Channel.SMS, Channel.WHATSAPP, Channel.PUSH}),
+    Priority.ENGAGEMENT: frozenset({Channel.EMAIL, Channel.SMS, Channel.WHATSAPP, Channel.PUSH}),
+    Priority.MARKETING: frozenset({Channel.EMAIL, Channel.SMS, Channel.WHATSAPP, Channel.PUSH}),
+}
+_NEVER_HELD = frozenset({Channel.IN_APP, Channel.WEBHOOK})
 
 PURCHASE_KINDS = (
     "ORDER_PLACED",
@@ -127,6 +136,10 @@ class JourneyBook:
     locale: str
     timezone: str
     source: str
+    # The channels that wait out quiet hours, per priority (in-app and webhook never ring).
+    quiet_channels: Mapping[Priority, frozenset[Channel]] = field(
+        default_factory=lambda: dict(DEFAULT_QUIET_CHANNELS)
+    )
 
     def triggered_by(self, kind: str) -> tuple[JourneyRule, ...]:
         return tuple(j for j in self.journeys if j.trigger == kind)
@@ -246,9 +259,12 @@ class _Reader:
             root.get("defaults", _Map()),
             root.lines.get("defaults"),
             "defaults",
-            {"locale", "timezone", "quiet_hours", "frequency_caps"},
+            {"locale", "timezone", "quiet_hours", "quiet_hours_hold", "frequency_caps"},
         )
         window = self.quiet_hours(defaults.get("quiet_hours"), defaults.lines.get("quiet_hours"))
+        hold = self.quiet_hold(
+            defaults.get("quiet_hours_hold"), defaults.lines.get("quiet_hours_hold")
+        )
         caps = self.caps(defaults.get("frequency_caps", []), defaults.lines.get("frequency_caps"))
         exits = self.exits(root.get("exits", _Map()), root.lines.get("exits"))
         journeys_node = root.get("journeys")
@@ -269,6 +285,7 @@ class _Reader:
             journeys=journeys,
             exits=exits,
             quiet_hours=window,
+            quiet_channels=hold,
             frequency_caps=caps,
             locale=self.text(defaults.get("locale", "en"), defaults.lines.get("locale"), "locale"),
             timezone=self.text(
@@ -425,6 +442,32 @@ class _Reader:
             within = self.duration(spec["within"], spec.lines["within"], "within")
             caps.append(FrequencyCap(limit, within))
         return tuple(caps)
+
+    def quiet_hold(self, node: Any, line: int | None) -> Mapping[Priority, frozenset[Channel]]:
+        """``quiet_hours_hold: {transactional: [sms, ...], engagement: [...], ...}``: which
+        channels wait out quiet hours, per priority; a priority not listed keeps the default."""
+        hold = dict(DEFAULT_QUIET_CHANNELS)
+        if node is None:
+            return hold
+        names = {p.value.lower(): p for p in Priority}
+        spec = self.mapping(node, line, "quiet_hours_hold", set(names))
+        for key, priority in names.items():
+            if key not in spec:
+                continue
+            at = spec.lines[key]
+            channels = frozenset(
+                Channel(self.choice(c, c_at, "channel", [ch.lower() for ch in Channel]).upper())
+                for c, c_at in self.items(spec[key], at)
+            )
+            never = sorted(c.value.lower() for c in channels & _NEVER_HELD)
+            if never:
+                raise self.fail(
+                    at,
+                    f"quiet_hours_hold.{key}: {', '.join(never)} never wait (in-app rings nobody, "
+                    "the webhook reaches the support team); list only email, sms, whatsapp, push",
+                )
+            hold[priority] = channels
+        return hold
 
     def quiet_hours(self, node: Any, line: int | None) -> QuietHours:
         if node is None:

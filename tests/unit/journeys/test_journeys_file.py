@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.codec import SchemaSet
+from pipeline.journeys.model import Channel, Priority
 from pipeline.journeys.rules import (
     APP_KINDS,
     DEFAULT_JOURNEYS,
@@ -156,3 +157,28 @@ def test_trigger_names_are_the_schema_event_types(role: TopicRole, kinds: tuple[
     parsed = SchemaSet.load().current(RECORD_OF_TOPIC[role]).parsed
     (kind_field,) = [f for f in parsed["fields"] if f["name"] == "type"]
     assert tuple(kind_field["type"]["symbols"]) == kinds
+
+
+def test_which_channels_wait_out_quiet_hours_is_read_per_priority() -> None:
+    book = parse_journeys(
+        GOOD.replace(
+            "version: 1\n",
+            "version: 1\ndefaults:\n  quiet_hours_hold:\n    engagement: [push]\n",
+        )
+    )
+    assert book.quiet_channels[Priority.ENGAGEMENT] == frozenset({Channel.PUSH})
+    # A priority not listed keeps the design's default: transactional email is never held.
+    assert book.quiet_channels[Priority.TRANSACTIONAL] == frozenset(
+        {Channel.SMS, Channel.WHATSAPP, Channel.PUSH}
+    )
+    assert Channel.EMAIL in load_journeys().quiet_channels[Priority.MARKETING]
+
+
+def test_in_app_cannot_be_held_by_quiet_hours() -> None:
+    error = _error(
+        GOOD.replace(
+            "version: 1\n",
+            "version: 1\ndefaults:\n  quiet_hours_hold:\n    engagement: [email, in_app]\n",
+        )
+    )
+    assert str(error).startswith("shop/journeys.yaml:4: quiet_hours_hold.engagement: in_app")

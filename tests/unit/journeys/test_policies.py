@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.journeys.model import PreferencesErased, QuietHours, SendTouchpoint
+from pipeline.journeys.model import Channel, PreferencesErased, Priority, QuietHours, SendTouchpoint
 from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
 from pipeline.journeys.rules import FrequencyCap
 from tests.unit.journeys.scenario import (
+    BOOK,
     T0,
     Scenario,
     app,
@@ -274,3 +275,43 @@ def test_app_activity_is_tracked_from_every_kind_of_usage() -> None:
     run.feed(app("FEATURE_USED", T0))
     assert run.state is not None
     assert run.state.last_app_activity == T0
+
+
+def _delivered_late_in_the_evening(run: Scenario) -> None:
+    """A coffee machine delivered at 22:30 in Berlin, the night before the clocks go forward:
+    product education (engagement, email first) falls due at 22:30 the next evening."""
+    run.feed(prefs(T0 - DAY, push=True))
+    run.feed(placed(at=datetime(2026, 3, 25, 10, 0, tzinfo=BERLIN)))
+    run.feed(parcel("SHIPPED", datetime(2026, 3, 26, 10, 0, tzinfo=BERLIN)))
+    run.feed(parcel("DELIVERED", datetime(2026, 3, 27, 22, 30, tzinfo=BERLIN)))
+
+
+def test_engagement_email_waits_out_quiet_hours_to_the_windows_end_dst_safe() -> None:
+    run = Scenario(now=datetime(2026, 3, 25, 9, 0, tzinfo=UTC))
+    _delivered_late_in_the_evening(run)
+    run.advance(2 * DAY)
+    (education,) = [s for s in run.sent() if s.journey == "product_education"]
+    assert education.channels[0] == "EMAIL"
+    # 08:00 in Berlin on the first morning of summer time: 06:00 UTC, not 07:00.
+    assert education.at == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+    # The cap counts the send when it went, not when it first fell due.
+    assert run.state is not None
+    assert run.state.engagement_sends[-1] == education.at
+
+
+def test_transactional_email_is_never_held_by_quiet_hours() -> None:
+    run = Scenario()
+    run.feed(prefs(push=True))
+    run.feed(placed(at=datetime(2026, 3, 2, 23, 30, tzinfo=BERLIN)))
+    (confirmation,) = [s for s in run.sent() if s.journey == "order_confirmation"]
+    assert confirmation.at < datetime(2026, 3, 2, 23, 31, tzinfo=BERLIN)
+
+
+def test_which_channels_wait_is_a_setting_per_priority() -> None:
+    hold = dict(BOOK.quiet_channels)
+    hold[Priority.ENGAGEMENT] = frozenset({Channel.SMS})  # engagement email may go at night
+    run = Scenario(book=book_with(quiet_channels=hold), now=datetime(2026, 3, 25, 9, 0, tzinfo=UTC))
+    _delivered_late_in_the_evening(run)
+    run.advance(2 * DAY)
+    (education,) = [s for s in run.sent() if s.journey == "product_education"]
+    assert education.at < datetime(2026, 3, 28, 22, 31, tzinfo=BERLIN)
