@@ -165,7 +165,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "AFTERCARE_SENDER_MAX_SECONDS_PER_CHANNEL",
         "120",
-        "Real seconds spent retrying one channel before falling back to the next.",
+        "Seconds, on the pipeline's clock (the one validity is measured on), spent retrying one "
+        "channel before falling back to the next; while other channels remain, never more than "
+        "half the touchpoint's remaining validity.",
     ),
     Variable(
         "AFTERCARE_SENDER_RATE_PER_SECOND",

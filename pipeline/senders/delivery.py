@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.channels.base import (
@@ -107,7 +107,8 @@ class Deliverer:
         attempts = 0
         reason = "no channel to try"
         last: Channel | None = None
-        for name in command["channels"]:
+        names = list(command["channels"])
+        for position, name in enumerate(names):
             channel = Channel(name)
             last = channel
             sender = self.senders.get(channel)
@@ -122,7 +123,9 @@ class Deliverer:
                 log.warning("touchpoint %s: %s", command["touchpoint_id"], reason)
                 continue
             message = _message(command, channel, address, rendered)
-            result, used = await self._try_channel(sender, message, command)
+            last_channel = position == len(names) - 1
+            deadline = self._budget(command["expires_at"], last=last_channel)
+            result, used = await self._try_channel(sender, message, command, deadline)
             attempts += used
             if isinstance(result, Delivered):
                 return Result(
@@ -144,12 +147,34 @@ class Deliverer:
             )
         return Result("FAILED", _reason_code(reason), reason, last, attempts)
 
+    def _budget(self, expires_at: datetime, *, last: bool) -> datetime:
+        """Until when one channel may be retried, on the pipeline's clock (the clock validity is
+        measured on). While other channels remain: ``max_seconds_per_channel``, and no more than
+        ``fallback_share`` of the validity left, so that they still have time. The last channel
+        may go on until the touchpoint expires (its attempts still count)."""
+        if last:
+            return expires_at
+        now = self.clock.now()
+        return min(
+            now + timedelta(seconds=self.policy.max_seconds_per_channel),
+            now + (expires_at - now) * self.policy.fallback_share,
+        )
+
+    def _past(self, deadline: datetime, real_seconds: float) -> bool:
+        """Whether waiting ``real_seconds`` would end after ``deadline`` on the clock."""
+        wait = timedelta(seconds=real_seconds * self.clock.factor)
+        later: datetime = self.clock.now() + wait
+        return later > deadline
+
     async def _try_channel(
-        self, sender: ChannelSender, message: Message, command: Mapping[str, Any]
+        self,
+        sender: ChannelSender,
+        message: Message,
+        command: Mapping[str, Any],
+        deadline: datetime,
     ) -> tuple[Delivered | str, int]:
         """Delivered, or why this channel gave up ("expired" when the touchpoint did)."""
         guard = self.guard(sender.provider)
-        started = self.monotonic()
         attempts = 0
         while True:
             # The rate limit first: only a send that has its token may take the breaker's probe.
@@ -157,7 +182,9 @@ class Deliverer:
             if wait == 0:
                 wait = guard.breaker.wait(self.monotonic())
             if wait > 0:
-                if self.monotonic() + wait - started > self.policy.max_seconds_per_channel:
+                if self._past(deadline, wait):
+                    if deadline >= command["expires_at"]:
+                        return "expired", attempts  # the last channel: it would be sent late
                     return f"gave up: {sender.provider} unavailable (circuit open)", attempts
                 await self.sleep(wait)
                 continue
@@ -201,7 +228,9 @@ class Deliverer:
             if attempts >= self.policy.max_attempts:
                 return f"gave up after {attempts} attempts: {outcome.reason}", attempts
             pause = backoff(self.policy, attempts, outcome.retry_after, self.rng)
-            if self.monotonic() + pause - started > self.policy.max_seconds_per_channel:
+            if self._past(deadline, pause):
+                if deadline >= command["expires_at"]:
+                    return "expired", attempts  # the last channel: it would be sent late
                 return f"gave up after {attempts} attempts: {outcome.reason}", attempts
             await self.sleep(pause)
 

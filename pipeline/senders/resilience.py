@@ -24,7 +24,10 @@ class RetryPolicy:
     max_attempts: int = 6  # per channel, then the next channel
     base_seconds: float = 0.5
     cap_seconds: float = 30.0
-    max_seconds_per_channel: float = 120.0  # real time spent trying one channel
+    # Seconds on the pipeline's clock (as validity is) spent retrying one channel; and, while
+    # other channels remain, at most this share of the validity left, so that they have time.
+    max_seconds_per_channel: float = 120.0
+    fallback_share: float = 0.5
 
 
 def backoff(

@@ -209,3 +209,54 @@ async def test_a_half_open_breaker_and_a_busy_rate_limit_never_lock_a_provider()
     assert (result.status, result.attempts) == ("DELIVERED", 5)
     second = await deliverer.deliver(_command("SMS"))  # the provider is usable afterwards
     assert second.status == "DELIVERED"
+
+
+class _FastClock(ManualClock):
+    """A clock 3,600 times faster than the (fake) real time that sleeping advances."""
+
+    factor = 3600.0
+
+
+async def test_on_an_accelerated_clock_a_channel_down_falls_back_within_validity() -> None:
+    # An SMTP outage in a demo at x3600: 120 s of retry budget is 120 s on the pipeline's clock,
+    # not 120 real seconds (five simulated days), so the confirmation goes out in-app at once.
+    email = Scripted(Channel.EMAIL, Retryable("421 4.3.2 service not available"))
+    in_app = Scripted(Channel.IN_APP, OK)
+    clock = _FastClock(T0)
+    fake = FakeTime(clock)
+
+    async def sleep(seconds: float) -> None:
+        fake.waits.append(seconds)
+        fake.now += seconds
+        clock.advance(timedelta(seconds=seconds * clock.factor))
+
+    deliverer = Deliverer(
+        {Channel.EMAIL: email, Channel.IN_APP: in_app},
+        Renderer(),
+        clock,
+        RetryPolicy(max_attempts=6, base_seconds=0.5, cap_seconds=30, max_seconds_per_channel=120),
+        rng=random.Random(3),
+        monotonic=fake.monotonic,
+        sleep=sleep,
+    )
+    result = await deliverer.deliver(
+        _command("EMAIL", "IN_APP", expires_at=T0 + timedelta(hours=24))
+    )
+    assert (result.status, result.channel) == ("DELIVERED", Channel.IN_APP)
+    assert clock.now() - T0 <= timedelta(seconds=120)
+
+
+async def test_a_channel_never_spends_more_than_half_the_validity_left_while_others_remain() -> (
+    None
+):
+    email = Scripted(Channel.EMAIL, Retryable("421 try later"))
+    sms = Scripted(Channel.SMS, OK)
+    deliverer, time = _deliverer(
+        email, sms, max_attempts=50, cap_seconds=60, max_seconds_per_channel=10_000
+    )
+    result = await deliverer.deliver(
+        _command("EMAIL", "SMS", expires_at=T0 + timedelta(minutes=10))
+    )
+    assert (result.status, result.channel) == ("DELIVERED", Channel.SMS)
+    assert sum(time.waits) <= 5 * 60  # email gave up within half of the ten minutes
+    assert len(email.calls) > 1  # it was retried, not dropped at once
