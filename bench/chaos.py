@@ -99,6 +99,7 @@ class RunResult:
     due: dict[str, datetime] = field(default_factory=dict)  # touchpoint id -> due time
     outcomes: dict[str, list[str]] = field(default_factory=dict)  # touchpoint id -> statuses
     expired_by: Counter[str] = field(default_factory=Counter)  # "worker: reason", "senders: ..."
+    failed_by: Counter[str] = field(default_factory=Counter)  # "journey on CHANNEL: reason"
     journeys: dict[str, str] = field(default_factory=dict)  # touchpoint id -> journey
     accepted: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, tp) -> n
     folded: dict[str, int] = field(default_factory=dict)  # channel -> idempotent repeats
@@ -450,6 +451,7 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
     outcomes: dict[str, list[str]] = defaultdict(list)
     letters: list[tuple[str, int, int]] = []
     expired_by: Counter[str] = Counter()
+    failed_by: Counter[str] = Counter()
     for role in (TopicRole.DISPATCH, TopicRole.DELIVERIES, TopicRole.DEAD_LETTERS):
         for message in await _read_all(settings, settings.topic(role)):
             if role is TopicRole.DISPATCH:
@@ -463,6 +465,10 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
                 if record["status"] == "EXPIRED":
                     who = "senders" if record["channel"] else "worker"
                     expired_by[f"{who}: {record['reason']}"] += 1
+                elif record["status"] == "FAILED":
+                    failed_by[
+                        f"{record['journey']} on {record['channel']}: {record['reason']}"
+                    ] += 1
                 result.journeys.setdefault(record["touchpoint_id"], record["journey"])
             else:
                 record = schemas.decode(message.value, DEAD_LETTER).record
@@ -474,7 +480,7 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
         dict(outcomes),
         letters,
     )
-    result.expired_by = expired_by
+    result.expired_by, result.failed_by = expired_by, failed_by
 
 
 async def _read_all(settings: Settings, topic: str) -> list[Any]:
@@ -547,6 +553,7 @@ def account(run: RunResult) -> dict[str, Any]:
         "outcomes": dict(sorted(statuses.items())),
         "expired_by_journey": dict(sorted(expired.items())),
         "expired_by_recorder_and_reason": dict(run.expired_by.most_common(8)),
+        "failed_by_journey_channel_and_reason": dict(run.failed_by.most_common(8)),
         "accepted_twice_by_channel": dict(sorted(twice.items())),
         "resends_folded_by_idempotency_key": {k: v for k, v in sorted(run.folded.items()) if v},
         "faults": run.faults,
@@ -601,6 +608,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "outcomes",
         "expired_by_journey",
         "expired_by_recorder_and_reason",
+        "failed_by_journey_channel_and_reason",
         "accepted_twice_by_channel",
         "resends_folded_by_idempotency_key",
         "seconds",
