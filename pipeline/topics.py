@@ -142,8 +142,18 @@ async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[To
         # Creation returns before every broker's metadata shows the new topics and their
         # configs: read them back until they agree, or the deadline passes.
         missing_names = {spec.name for spec in missing}
+        deadline = asyncio.get_running_loop().time() + timeout
         await _wait_until_visible(admin, settings, missing_names, timeout)
-        return await _read_and_check(admin, settings, created=created)
+        while True:
+            # Each request may be answered by another broker, and one that has not caught up
+            # yet says "missing": what was just created is read again until the deadline.
+            try:
+                return await _read_and_check(admin, settings, created=created)
+            except TopicLayoutError as error:
+                late = missing_names and "topics missing" in str(error)
+                if not late or asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
@@ -167,6 +177,7 @@ async def _wait_until_visible(
     specs = [spec for spec in wanted_topics(settings) if spec.name in created]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    agreed = 0
     while True:
         names = [spec.name for spec in specs]
         layout = await _partition_layout(admin, names)
@@ -178,7 +189,11 @@ async def _wait_until_visible(
             or policies.get(spec.name) != spec.configs.get("cleanup.policy", "delete")
         ]
         if not pending:
-            return
+            agreed += 1
+            if agreed >= 3:  # three answers in a row, likely from different brokers
+                return
+        else:
+            agreed = 0
         if loop.time() >= deadline:
             return
         await asyncio.sleep(0.2)
