@@ -63,6 +63,11 @@ DELIVERED_STAGE = SHIPMENT_STAGES["DELIVERED"]
 CLOSING_KINDS = ("ORDER_CANCELLED", "ORDER_REFUNDED")
 APP_ACTIVITY = frozenset(APP_KINDS)  # every kind of app usage counts as activity
 SEEN_EVENT_IDS = 256  # per customer; redeliveries come within minutes, not hundreds of events
+# How long, in event time after it falls due, a touchpoint that no channel may carry waits for
+# preferences or contact details that happened earlier but arrive later (read beyond the worker's
+# idle bound, or published late upstream) before it is recorded SUPPRESSED. Only that record is
+# delayed: a touchpoint that becomes sendable goes at once, within its validity.
+LATE_PREFERENCES_GRACE = timedelta(minutes=15)
 ORDER_RETENTION = timedelta(days=120)  # an order with nothing pending is forgotten after this
 
 
@@ -451,7 +456,7 @@ class JourneyEngine:
     def _fire(self, state: CustomerState, now: datetime, commands: list[Command]) -> CustomerState:
         keep: list[Pending] = []
         for pending in sorted(state.pending, key=lambda p: (p.not_before, p.touchpoint_id)):
-            if pending.not_before > now:
+            if pending.not_before > now and not pending.awaiting_consent:
                 keep.append(pending)
                 continue
             state, command, deferred = self._fire_one(state, pending, now)
@@ -492,6 +497,11 @@ class JourneyEngine:
             return state, cancel(Outcome.SUPPRESSED, "no_marketing_opt_in"), None
         channels, why_not = policies.usable_channels(state, touchpoint)
         if not channels:
+            # Preferences (or the contact) that happened before it may still be on their way:
+            # wait a little, in event time, before calling it suppressed; nothing is sent late.
+            grace_end = min(touchpoint.due_at + LATE_PREFERENCES_GRACE, touchpoint.expires_at)
+            if now < grace_end:
+                return state, None, Pending(touchpoint, grace_end, awaiting_consent=True)
             return state, cancel(Outcome.SUPPRESSED, why_not), None
 
         timezone = policies.zone(state.contact.timezone or self.book.timezone)
@@ -504,7 +514,7 @@ class JourneyEngine:
         ):
             wake = policies.quiet_hours_end(quiet, now, timezone)
             if wake <= touchpoint.expires_at:
-                return state, None, evolve(pending, not_before=wake)
+                return state, None, evolve(pending, not_before=wake, awaiting_consent=False)
             # It would expire while waiting: reach the customer where it does not wait, if we can.
             silent = tuple(c for c in channels if c not in held)
             if not silent:

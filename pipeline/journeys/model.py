@@ -286,6 +286,9 @@ class Touchpoint:
 class Pending:
     touchpoint: Touchpoint
     not_before: datetime  # due_at, or later when quiet hours deferred it
+    # Due, but no channel allowed (no consent, no address) when it was: tried again on every
+    # event until ``not_before``, in case preferences that happened earlier arrive late.
+    awaiting_consent: bool = False
 
     @property
     def touchpoint_id(self) -> str:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.journeys.engine import LATE_PREFERENCES_GRACE
 from pipeline.journeys.model import Channel, PreferencesErased, Priority, QuietHours, SendTouchpoint
 from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
 from pipeline.journeys.rules import FrequencyCap
@@ -30,6 +31,7 @@ def test_an_email_opt_out_is_honoured_even_for_transactional_messages() -> None:
     run = Scenario()
     run.feed(prefs(email=False, in_app=False))
     run.feed(placed())
+    run.advance(LATE_PREFERENCES_GRACE)  # preferences that happened earlier may still come
     assert run.sent() == []
     assert ("order_confirmation", "SUPPRESSED", "no_consent") in run.cancelled()
 
@@ -39,6 +41,7 @@ def test_no_address_for_any_allowed_channel_is_recorded_as_such() -> None:
     run.feed(prefs(email=False, in_app=False, sms=True, phone=None))
     run.feed(placed())
     run.feed(parcel("SHIPPED", T0 + DAY))
+    run.advance(LATE_PREFERENCES_GRACE)
     assert ("shipped", "SUPPRESSED", "no_address") in run.cancelled()
 
 
@@ -315,3 +318,29 @@ def test_which_channels_wait_is_a_setting_per_priority() -> None:
     run.advance(2 * DAY)
     (education,) = [s for s in run.sent() if s.journey == "product_education"]
     assert education.at < datetime(2026, 3, 28, 22, 31, tzinfo=BERLIN)
+
+
+def test_consent_granted_earlier_but_read_later_is_honoured() -> None:
+    # PAYMENT_FAILED read before the preferences that granted SMS a second earlier (beyond the
+    # worker's idle bound): the urgent SMS still goes, late by the delay of the preferences only.
+    run = Scenario()
+    run.feed(placed())
+    run.feed(purchase("PAYMENT_FAILED", at=T0 + timedelta(hours=1)))
+    assert ("payment_failed", "sms") not in [(s.journey, s.step) for s in run.sent()]
+    run.feed(
+        prefs(T0 + timedelta(hours=1) - timedelta(seconds=1), sms=True), lag=timedelta(minutes=2)
+    )
+    sms = [s for s in run.sent() if (s.journey, s.step) == ("payment_failed", "sms")]
+    assert [s.channels for s in sms] == [("SMS",)]
+    assert ("payment_failed", "SUPPRESSED", "no_consent") not in run.cancelled()
+
+
+def test_consent_that_never_comes_is_suppressed_once_the_grace_has_passed() -> None:
+    run = Scenario()
+    run.feed(placed())
+    run.feed(purchase("PAYMENT_FAILED", at=T0 + timedelta(hours=1)))
+    run.advance(LATE_PREFERENCES_GRACE - timedelta(minutes=1))
+    assert ("payment_failed", "SUPPRESSED", "no_consent") not in run.cancelled()
+    run.advance(timedelta(minutes=2))
+    assert run.cancelled().count(("payment_failed", "SUPPRESSED", "no_consent")) == 1
+    assert ("payment_failed", "sms") not in [(s.journey, s.step) for s in run.sent()]
