@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench.common import RESULTS
 from pipeline import localkafka
@@ -61,10 +61,12 @@ from pipeline.config import LocalBroker, Settings
 from pipeline.demo.children import Child, Children, ChildSpec
 from pipeline.demo.run import Ports, sandbox_channels
 from pipeline.demo.watch import end_offsets, group_lag, topic_partitions, wait_until
-from pipeline.names import COPARTITIONED_ROLES, INPUT_ROLES, RECORD_OF_TOPIC, TopicRole
+from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.simulate.population import Plan, count_events, simulate
 from pipeline.simulate.producer import produce
 from pipeline.topics import ensure_topics
+from tests.integration.kafkatools import end_offsets as topic_ends
+from tests.integration.kafkatools import produce_malformed, read_range
 from tests.support import delete_topics_with_prefix, free_ports
 
 CUSTOMERS = int(os.environ.get("CHAOS_CUSTOMERS", "800"))
@@ -289,16 +291,7 @@ async def _malformed(settings: Settings, count: int, tag: str) -> set[tuple[str,
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_kwargs())
     await producer.start()
     try:
-        roles = INPUT_ROLES[:3]  # purchases, shipments, app-usage (preferences is compacted)
-        pending = [
-            await producer.send(
-                settings.topic(roles[i % len(roles)]),
-                key=f"malformed-{i % 97}".encode(),
-                value=f"chaos {tag} {i}: not an Avro record".encode(),
-            )
-            for i in range(count)
-        ]
-        return {(m.topic, m.partition, m.offset) for m in await asyncio.gather(*pending)}
+        return await produce_malformed(producer, settings, count, tag)
     finally:
         await producer.stop()
 
@@ -484,30 +477,8 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
 
 
 async def _read_all(settings: Settings, topic: str) -> list[Any]:
-    partitions = await topic_partitions(settings, [topic])
-    ends = await end_offsets(settings, partitions)
-    wanted = {tp: end for tp, end in ends.items() if end > 0}
-    if not wanted:
-        return []
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, group_id=None, **settings.kafka_client_kwargs()
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        consumer.assign(list(wanted))
-        await consumer.seek_to_beginning(*wanted)
-        async with asyncio.timeout(120):
-            while wanted:
-                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, messages in batches.items():
-                    records.extend(m for m in messages if m.offset < wanted.get(tp, 0))
-                for tp in list(wanted):
-                    if await consumer.position(tp) >= wanted[tp]:
-                        del wanted[tp]
-    finally:
-        await consumer.stop()
-    return records
+    """Every record of ``topic`` (the run's topics are new: each partition starts at 0)."""
+    return await read_range(settings, topic, {}, await topic_ends(settings, topic), timeout=120)
 
 
 def _outbox(path: Path) -> dict[tuple[str, str], int]:
