@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.journeys.engine import JourneyEngine
+from pipeline.journeys.engine import DELIVERED_STAGE, SHIPMENT_STAGES, JourneyEngine
 from pipeline.journeys.model import (
     CancelTouchpoint,
     Command,
@@ -174,3 +174,24 @@ def test_every_ending_outside_a_send_has_a_reason(arrivals: list[tuple[Event, ti
     for command, _ in commands:
         if isinstance(command, CancelTouchpoint):
             assert command.reason
+
+
+@PROPERTIES
+@given(deliveries())
+def test_however_late_events_arrive_no_shipping_news_goes_out_for_a_parcel_already_delivered(
+    arrivals: list[tuple[Event, timedelta]],
+) -> None:
+    # Beyond the worker's idle bound an event may be read hours after a later one: the core
+    # still never sends "shipped" for a parcel it knows delivered, nor the "not shipped yet"
+    # notice for an order it knows shipped.
+    commands, _ = _run(arrivals)
+    for command, state in commands:
+        if not isinstance(command, SendTouchpoint):
+            continue
+        touchpoint = command.touchpoint
+        order = state.order(touchpoint.order_id) if touchpoint.order_id else None
+        if touchpoint.journey == "shipped" and order is not None:
+            parcel_ = order.shipment(touchpoint.context.shipment_id or "")
+            assert parcel_ is None or parcel_.stage < DELIVERED_STAGE
+        if touchpoint.journey == "not_shipped_watchdog" and order is not None:
+            assert order.max_stage < SHIPMENT_STAGES["SHIPPED"]
