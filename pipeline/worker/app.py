@@ -276,7 +276,8 @@ def create_app(
             message = event.message
             if message.tp in assignment:
                 occurred = peek_occurred_at(message.value)
-                order.add(message.topic, message.partition, occurred or UNKNOWN_TIME, event)
+                when = UNKNOWN_TIME if occurred is None else occurred  # 0 is the epoch, a time
+                order.add(message.topic, message.partition, when, event)
 
     async def decide(ready: list[EventT[Any]]) -> None:
         if not ready:
