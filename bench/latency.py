@@ -49,7 +49,8 @@ from pipeline.topics import ensure_topics
 from tests.integration.processes import ComponentProcess
 from tests.support import free_ports
 
-RATES = (500, 1000, 2000)
+RATES = (50, 100, 200, 500, 1000)
+KNEE_P99_MS = 200.0  # the knee: the highest rate whose p99 stays under this
 WINDOW_SECONDS = 15.0
 DRAIN_SECONDS = 15.0
 QUICK_WINDOW_SECONDS = 3.0
@@ -195,6 +196,19 @@ def latency_figures(
     }
 
 
+def knee(figures: Mapping[str, Any], rates: tuple[int, ...]) -> int:
+    """The highest rate, of those measured, whose p99 was under ``KNEE_P99_MS`` (an exact p99,
+    not a lower bound) with every lower rate under it too; 0 if the lowest was not."""
+    best = 0
+    for rate in sorted(rates):
+        p99 = figures.get(f"e2e_p99_ms_at_{rate}")
+        bounded = "p99" in (figures.get(f"e2e_lower_bounds_at_{rate}") or ())
+        if p99 is None or bounded or p99 >= KNEE_P99_MS:
+            break
+        best = rate
+    return best
+
+
 def sandbox_process(folder: Path) -> tuple[ComponentProcess, SandboxConfig]:
     http_port, smtp_port = free_ports(2)
     config = SandboxConfig(http_port=http_port, smtp_port=smtp_port, db_path=folder / "outbox.db")
@@ -296,6 +310,7 @@ async def run(short: bool | None = None, rates: tuple[int, ...] = RATES) -> dict
                 figures.update(await one_rate(rate, config, outbox, window, drain))
             except Exception as exc:  # the other rates still run
                 figures[f"latency_error_at_{rate}"] = f"{type(exc).__name__}: {exc}"[:500]
+        figures["e2e_knee_per_s"] = knee(figures, rates)
         figures["cores"] = cores()
     finally:
         outbox.close()

@@ -29,9 +29,10 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from bench import bench_channels, latency, state, throughput, timers
+from bench import against, bench_channels, latency, state, throughput, timers
 from bench.common import RESULTS, Stopwatch, cores, print_figures, quick
 
 BUDGET_SECONDS = 860.0
@@ -52,7 +53,7 @@ REQUIRED = (
 )
 PARTS = ("senders", "throughput", "latency", "state", "timers")
 SECTIONS = {
-    "throughput": ("worker_", "raw_", "ratio_", "warmup_", "produce_", "input_"),
+    "throughput": ("worker_", "raw_", "ratio_", "warmup_", "produce_", "input_", "layer_"),
     "latency": ("e2e_", "latency_error"),
     "timers": ("timer_", "recovery_seconds"),
     "state": ("state_",),
@@ -152,7 +153,11 @@ def markdown(results: Mapping[str, Any]) -> str:
         "| --- | ---: |",
     ]
     lines += [f"| {key} | {_cell(results, key)} |" for key in REQUIRED]
-    placed = set(REQUIRED) | {"quick", "budget_seconds", "wall_seconds", "part_seconds"}
+    baseline = results.get("baseline")
+    if baseline:
+        lines += ["", f"## against {baseline['revision']}, measured in the same run", ""]
+        lines += against.table(baseline, results, _cell)
+    placed = set(REQUIRED) | {"quick", "budget_seconds", "wall_seconds", "part_seconds", "baseline"}
     for part in PARTS:
         prefixes = SECTIONS[part]
         keys = [k for k in results if k not in placed and k.startswith(prefixes)]
@@ -194,15 +199,16 @@ def _shown(value: Any) -> str:
 
 
 def write(results: Mapping[str, Any]) -> list[str]:
-    RESULTS.mkdir(exist_ok=True)
+    folder = Path(os.environ.get("BENCH_RESULTS") or RESULTS)  # BENCH_AGAINST's run: elsewhere
+    folder.mkdir(exist_ok=True)
     stamp = datetime.fromisoformat(results["date"]).strftime("%Y%m%dT%H%M%SZ")
     document = json.dumps(results, indent=2) + "\n"
     table = markdown(results)
     written = []
     for name in (f"bench-{stamp}", "latest"):
-        (RESULTS / f"{name}.json").write_text(document)
-        (RESULTS / f"{name}.md").write_text(table)
-        written += [str(RESULTS / f"{name}.json"), str(RESULTS / f"{name}.md")]
+        (folder / f"{name}.json").write_text(document)
+        (folder / f"{name}.md").write_text(table)
+        written += [str(folder / f"{name}.json"), str(folder / f"{name}.md")]
     return written
 
 
@@ -223,9 +229,17 @@ def main() -> None:
         sys.exit(
             f"BENCH_PARTS: no part named {', '.join(sorted(unknown))} (parts: {', '.join(PARTS)})"
         )
+    revision = against.revision_from_env()
+    baseline = None
+    if revision is not None:
+        print(f"measuring {against.describe(revision)} first (BENCH_AGAINST)", flush=True)
+        baseline = against.measure(revision, os.environ)
+        print("now today's code", flush=True)
     results = asyncio.run(Bench(short, budget, parts).run())
+    if baseline is not None and revision is not None:
+        results["baseline"] = {"revision": against.describe(revision), **baseline}
     print()
-    print_figures({k: v for k, v in results.items() if k != "part_seconds"})
+    print_figures({k: v for k, v in results.items() if k not in ("part_seconds", "baseline")})
     print()
     for path in write(results):
         print(f"wrote {path}")

@@ -17,13 +17,16 @@ from its first batch until its last commit. ``ratio_to_raw`` is worker / raw.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
+from bench import profile
 from bench.common import (
     PARTITIONS,
     Offsets,
@@ -81,6 +84,42 @@ async def drain(
         await asyncio.sleep(0.25)
         done = await offsets.committed(group, topics)
     return done, clock()
+
+
+async def profiled_run(
+    settings: Settings,
+    offsets: Offsets,
+    worker: ComponentProcess,
+    topics: list[str],
+    first: int,
+    customers: int,
+) -> dict[str, Any]:
+    """Drain one more backlog with py-spy on the worker: CPU µs per event of each layer."""
+    await produce_population(settings, customers, first=first)
+    total = await offsets.end(topics)
+    before = await offsets.committed(settings.worker_id, topics)
+    worker.start()
+    await worker.wait_ready()
+    assert worker.process is not None
+    pid = worker.process.pid
+    cpu_before = profile.cpu_seconds(pid)
+    spy = await profile.Profile.attach(pid, TIMEOUT_SECONDS)
+    done, seconds = await drain(offsets, worker, settings.worker_id, topics, total)
+    cpu = profile.cpu_seconds(pid) - cpu_before
+    samples = await spy.stop()
+    worker.stop()
+    if spy.error is not None:
+        return {"layer_error": spy.error}
+    keep = os.environ.get("BENCH_PROFILE_OUT")  # the raw stacks, for a flame graph
+    if keep:
+        Path(keep).write_text("".join(f"{s} {n}\n" for s, n in samples.items()))  # noqa: ASYNC240
+    figures: dict[str, Any] = {
+        "layer_events": done - before,
+        "layer_events_per_s_profiled": round((done - before) / seconds),
+        "layer_samples": sum(samples.values()),
+    }
+    figures.update(profile.layers(samples, cpu, done - before))
+    return figures
 
 
 async def raw_passthrough(
@@ -180,6 +219,18 @@ async def run(short: bool | None = None) -> dict[str, Any]:
                 figures["worker_unfinished_events"] = total - done
             outputs = [settings.topic(TopicRole.DISPATCH), settings.topic(TopicRole.DELIVERIES)]
             figures["worker_records_published"] = await offsets.end(outputs)
+
+            # Where the CPU goes: a further backlog, drained under a sampling profile.
+            figures.update(
+                await profiled_run(
+                    settings,
+                    offsets,
+                    worker,
+                    topics,
+                    first=warm_customers + customers,
+                    customers=max(customers // 3, 300),
+                )
+            )
 
             # The raw passthrough on the same topics: every record, both populations.
             out_topic = f"{scratch.prefix}raw-passthrough"

@@ -193,6 +193,13 @@ VARIABLES: tuple[Variable, ...] = (
         "has records on the broker not yet fetched, so that they are decided in event-time order "
         "(as Kafka Streams' max.task.idle.ms). An input with nothing waiting is never waited for.",
     ),
+    Variable(
+        "AFTERCARE_STATE_CACHE_CUSTOMERS",
+        "10000",
+        "How many recently seen customers the worker keeps decoded in memory, so that their next "
+        "event skips decoding the stored state (the stored bytes are still read and compared). "
+        "Each costs about four times its stored size; 0 turns the cache off.",
+    ),
     # -- channels: the defaults reach the local sandbox (`aftercare sandbox`), with its own
     # non-secret credentials; production sets the provider's URLs and secrets here.
     Variable("AFTERCARE_SMTP_HOST", "127.0.0.1", "SMTP server for email."),
@@ -323,6 +330,7 @@ class Settings:
     log_level: str
     session_timeout_seconds: float
     max_idle_seconds: float
+    state_cache_customers: int
     channels: ChannelSettings
     senders_id: str
     senders_port: int
@@ -438,6 +446,7 @@ class Settings:
             log_level=log_level,
             session_timeout_seconds=_number(get, "AFTERCARE_SESSION_TIMEOUT_SECONDS"),
             max_idle_seconds=_number(get, "AFTERCARE_MAX_IDLE_MS") / 1000,
+            state_cache_customers=_count(get, "AFTERCARE_STATE_CACHE_CUSTOMERS"),
             channels=_channel_settings(get),
             senders_id=get("AFTERCARE_SENDERS_ID") or f"{prefix}aftercare-senders",
             senders_port=_port(get, "AFTERCARE_SENDERS_PORT"),
@@ -564,6 +573,17 @@ def _number(get: Any, name: str) -> float:
         raise ConfigError(f"{name} must be a positive number, got {raw!r}.") from None
     if not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {raw!r}.")
+    return value
+
+
+def _count(get: Any, name: str) -> int:
+    raw = get(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (0 or more), got {raw!r}.") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be a whole number (0 or more), got {raw!r}.")
     return value
 
 

@@ -1,14 +1,15 @@
 """The worker: one Faust app that wires the journey processor to Kafka. Nothing else lives here.
 
-- one agent consumes the four input topics and ``due-notices`` (co-partitioned, raw bytes) and hands
-  each record to :class:`~pipeline.worker.processor.JourneyProcessor`;
+- one loop takes the four input topics and ``due-notices`` (co-partitioned, raw bytes) a fetch at a
+  time from the consumer (:mod:`pipeline.worker.feed`), puts them in event-time order and hands
+  them to :class:`~pipeline.worker.processor.JourneyProcessor` in batches;
 - one table, ``customers``, holds each customer's journey state (RocksDB, changelogged);
 - after every recovery the due index is rebuilt from the table's active partitions;
 - one task publishes due-notices for what the index says is due;
 - the worker commits its input offsets itself, never past a record it has not finished
   (:mod:`pipeline.worker.offsets`); Faust's acknowledgements are off for those topics;
-- a :class:`~pipeline.supervision.Watchdog` ends the process, non-zero, if the agent or one of the
-  worker's loops dies;
+- a :class:`~pipeline.supervision.Watchdog` ends the process, non-zero, if one of the worker's loops
+  dies;
 - two pages answer Kubernetes' probes: ``/health/live`` and ``/health/ready`` (ready only while
   every loop runs and no assigned partition with records waiting has stood still for
   ``STALL_SECONDS``).
@@ -22,13 +23,14 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
+from aiokafka.structs import ConsumerRecord
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
@@ -42,9 +44,11 @@ from pipeline.names import COPARTITIONED_ROLES, CUSTOMERS_TABLE, RECORD_OF_TOPIC
 from pipeline.supervision import Watchdog
 from pipeline.worker import scheduler
 from pipeline.worker.committer import Committer
+from pipeline.worker.feed import Chunk, Feed, FeedConsumer, FeedTransport
 from pipeline.worker.offsets import OffsetLedger
 from pipeline.worker.ordering import UNKNOWN_TIME, EventTimeOrder
 from pipeline.worker.processor import JourneyProcessor
+from pipeline.worker.statecache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ TICK_SECONDS = 0.05  # the longest the scheduler sleeps before looking at the in
 RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
 NOTICES_PER_TICK = 5000
 BATCH_MAX = 1000  # records decided together, whose commands are acknowledged together
-BATCH_WITHIN_SECONDS = 0.02  # the longest a record waits for others to fill its batch
+FEED_LIMIT = 4 * BATCH_MAX  # fetched records waiting beyond this: the fetcher waits
 STALL_SECONDS = 30.0  # records waiting on a partition where nothing moved this long: not ready
 
 
@@ -74,45 +78,78 @@ class FaustPublisher:
         return await self.app.producer.send_and_wait(topic, key, value, None, None, None)
 
 
+class _Message:
+    __slots__ = ("partition", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic = topic
+        self.partition = partition
+
+
+class _Origin:
+    """What Faust's table reads of its *current event*: the topic and partition of the record."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
+
+
 class FaustTable:
     """The processor's :class:`~pipeline.worker.processor.StateTable` over a Faust table.
 
     Faust finds the partition of a key it reads or writes through the stream's *current event*, a
-    context variable it sets only while an agent iterates event by event; batches (``take_events``)
-    leave it unset, so tables cannot be written from them (faust#497). Each read and write here
-    names the event its customer came with instead.
+    context variable it sets only while an agent iterates event by event (faust#497). The worker
+    has no agent (:mod:`pipeline.worker.feed`), so each read and write here sets it to a stand-in
+    that names the partition of the record its customer came with.
     """
 
     def __init__(self, table: Any) -> None:
         self.table = table
-        self.events: dict[int, EventT[Any]] = {}  # id(SourceRecord) -> its event, for one batch
+        self._origins: dict[tuple[str, int], tuple[_Origin, weakref.ref[_Origin]]] = {}
 
-    def bind(self, events: Sequence[EventT[Any]]) -> list[SourceRecord]:
-        self.events.clear()
-        sources = []
-        for event in events:
-            m = event.message
-            source = SourceRecord(
-                m.topic,
-                m.partition,
-                m.offset,
-                m.key,
-                m.value,
-                int(m.timestamp * 1000),
-                tuple(cast(Any, m.headers) or ()),
-            )
-            self.events[id(source)] = event
-            sources.append(source)
-        return sources
+    def _origin(self, source: SourceRecord) -> weakref.ref[_Origin]:
+        where = (source.topic, source.partition)
+        known = self._origins.get(where)
+        if known is None:
+            origin = _Origin(*where)
+            known = self._origins[where] = (origin, weakref.ref(origin))
+        return known[1]
 
     def read(self, key: bytes, source: SourceRecord) -> bytes | None:
-        _current_event.set(weakref.ref(self.events[id(source)]))
+        _current_event.set(cast(Any, self._origin(source)))
         value: bytes | None = self.table.get(key)
         return value
 
     def write(self, key: bytes, value: bytes, source: SourceRecord) -> None:
-        _current_event.set(weakref.ref(self.events[id(source)]))
+        _current_event.set(cast(Any, self._origin(source)))
         self.table[key] = value
+
+
+def source_record(record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    return SourceRecord(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        record.timestamp,
+        tuple(record.headers or ()),
+    )
+
+
+class WorkerApp(faust.App):
+    """Faust's app whose consumer hands the worker's input topics to a :class:`Feed`."""
+
+    feed: Feed | None = None
+
+    def _new_transport(self) -> Any:
+        return FeedTransport(self.conf.broker_consumer, self)
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        cast(FeedConsumer, consumer).feed = self.feed
+        return consumer
 
 
 def broker_urls(settings: Settings) -> list[str]:
@@ -139,8 +176,10 @@ def create_app(
     watchdog: Watchdog | None = None,
 ) -> faust.App:
     schemas = schemas or SchemaSet.load()
+    copartitioned = {settings.topic(role): role for role in COPARTITIONED_ROLES}
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    feed = Feed(copartitioned, FEED_LIMIT)
+    app = WorkerApp(
         settings.worker_id,
         broker=broker_urls(settings),
         broker_credentials=broker_credentials(settings),
@@ -167,10 +206,10 @@ def create_app(
         # four times the records per stall (a response stays under aiokafka's 50 MiB cap).
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
+    app.feed = feed
     publisher = FaustPublisher(app)
     index = scheduler.DueIndex()
     metrics = WorkerMetrics()
-    copartitioned = {settings.topic(role): role for role in COPARTITIONED_ROLES}
     processor = JourneyProcessor(
         settings=settings,
         schemas=schemas,
@@ -187,9 +226,11 @@ def create_app(
         publisher=publisher,
         index=index,
         metrics=metrics,
+        cache=StateCache(settings.state_cache_customers),
     )
     # acks=False: Faust commits nothing for these topics; the committer does (see offsets.py).
     source = app.topic(*copartitioned, key_type=bytes, value_type=bytes, acks=False)
+    app.topics.add(source)  # subscribed without an agent: the feed takes its records
     ledger = OffsetLedger()
     committer = Committer(settings, app, ledger, metrics, copartitioned)
     if watchdog is None:
@@ -201,7 +242,8 @@ def create_app(
     ordered = [settings.topic(TopicRole.PREFERENCES)] + [
         settings.topic(role) for role in COPARTITIONED_ROLES if role is not TopicRole.PREFERENCES
     ]
-    order: EventTimeOrder[EventT[Any]] = EventTimeOrder(ordered, settings.max_idle_seconds)
+    order: EventTimeOrder[ConsumerRecord[bytes, bytes]]
+    order = EventTimeOrder(ordered, settings.max_idle_seconds)
     due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
     table = app.Table(
         CUSTOMERS_TABLE,
@@ -223,73 +265,46 @@ def create_app(
 
     state_table = FaustTable(table)
 
-    @app.agent(source)
-    async def journeys(stream: faust.StreamT[Any]) -> None:
-        try:
-            await process(stream)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            watchdog.fail(f"the journey agent died: {type(exc).__name__}: {exc}", exc)
-            raise
-
-    async def process(stream: faust.StreamT[Any]) -> None:
-        # A batch's offsets are committed only after the processor returns, by which time its
-        # commands are on the broker and its states written. StreamT does not declare
-        # take_events; faust.Stream has it.
-        batches = cast(faust.Stream[Any], stream).take_events(
-            BATCH_MAX, within=BATCH_WITHIN_SECONDS
-        )
-        # The stream is pumped into a queue so that records held for event-time order are let
+    async def journeys() -> None:
+        # Take what the consumer fetched, order it by event time, decide what may go; a batch's
+        # offsets count as finished only after the processor returns, by which time its commands
+        # are on the broker and its states written. Records held for event-time order are let
         # go when their wait ends, even if nothing else arrives.
-        arrived: asyncio.Queue[Sequence[EventT[Any]]] = asyncio.Queue(maxsize=2)
+        while not app.should_stop:
+            wait = order.next_deadline(time.monotonic())
+            await feed.wait(1.0 if wait is None else wait)
+            chunks = feed.take()
+            if chunks:
+                await take(chunks)
+            ready = order.release(time.monotonic())
+            for start in range(0, len(ready), BATCH_MAX):
+                await decide(ready[start : start + BATCH_MAX])
 
-        async def pump() -> None:
-            async for events in batches:
-                await arrived.put(events)
-
-        pumping = asyncio.create_task(pump(), name="journey-stream")
-        try:
-            while True:
-                wait = order.next_deadline(time.monotonic())
-                getting = asyncio.ensure_future(arrived.get())
-                done, _ = await asyncio.wait(
-                    {getting, pumping}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-                )
-                if pumping in done:
-                    getting.cancel()
-                    pumping.result()  # the stream's error, if it died
-                    return
-                if getting in done:
-                    await take(getting.result())
-                else:
-                    getting.cancel()
-                await decide(order.release(time.monotonic()))
-        finally:
-            pumping.cancel()
-
-    async def take(events: Sequence[EventT[Any]]) -> None:
+    async def take(chunks: list[Chunk]) -> None:
         # Records of partitions taken away since they were fetched belong to their new owner.
         assignment = app.consumer.assignment()
         await committer.track(assignment)
-        for event in events:
-            message = event.message
-            if message.tp in assignment:
-                occurred = peek_occurred_at(message.value)
+        add = order.add
+        for tp, records in chunks:
+            if tp not in assignment:
+                continue
+            topic, partition = tp.topic, tp.partition
+            for record in records:
+                occurred = peek_occurred_at(record.value)
                 when = UNKNOWN_TIME if occurred is None else occurred  # 0 is the epoch, a time
-                order.add(message.topic, message.partition, when, event)
+                add(topic, partition, when, record)
 
-    async def decide(ready: list[EventT[Any]]) -> None:
+    async def decide(ready: list[ConsumerRecord[bytes, bytes]]) -> None:
         if not ready:
             return
         idle.clear()
         try:
-            await processor.process_batch(state_table.bind(ready), state_table)
+            await processor.process_batch([source_record(r) for r in ready], state_table)
         finally:
             idle.set()
         now = time.monotonic()
-        for event in ready:
-            gap = ledger.finished(event.message.tp, event.message.offset, now)
+        for record in ready:
+            gap = ledger.finished(TP(record.topic, record.partition), record.offset, now)
             if gap is not None:
                 committer.queue(gap)
 
@@ -302,6 +317,7 @@ def create_app(
         except TimeoutError:
             log.warning("a batch was still being processed when partitions were revoked")
         await committer.revoked(revoked)
+        feed.drop(revoked)
         order.drop(revoked)
 
     def active_rows() -> Iterator[tuple[str, int, int]]:
@@ -354,6 +370,7 @@ def create_app(
             partition=partition,
         )
 
+    app.task(watchdog.guard("the journey loop", journeys))
     app.task(watchdog.guard("the due-notice loop", send_due_notices))
     app.task(watchdog.guard("the offset committer", committer.run))
 

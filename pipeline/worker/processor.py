@@ -2,7 +2,8 @@
 
 The agent hands over records in batches (whatever arrived within 20 ms, up to 1,000). For each
 record of a batch: judge it at the intake (a dead letter is queued with the batch's commands), turn
-it into the core's event, read the customer's state (the batch's own newer state first),
+it into the core's event, read the customer's state (the batch's own newer state first; a state
+kept decoded in :mod:`~pipeline.worker.statecache` when the stored bytes are the ones it kept),
 ``decide``, and encode the commands and the new state. Then, once per batch: publish every command
 and wait for the broker's acknowledgement of all of them, and only then write each changed
 customer's new state and tell the due index the customer's next wake-up.
@@ -43,6 +44,7 @@ from pipeline.metrics import WorkerMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.convert import dispatch_record, outcome_record, to_event
+from pipeline.worker.statecache import StateCache
 from pipeline.worker.statecodec import decode_state, encode_state
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,7 @@ class JourneyProcessor:
         publisher: CommandPublisher,
         index: scheduler.DueIndex,
         metrics: WorkerMetrics | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.schemas = schemas
         self.engine = engine
@@ -126,6 +129,7 @@ class JourneyProcessor:
         self.publisher = publisher
         self.index = index
         self.metrics = metrics or WorkerMetrics()
+        self.cache = cache or StateCache(0)
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
@@ -151,8 +155,10 @@ class JourneyProcessor:
                 log.exception("could not publish %d records; retrying", len(records))
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
+        cache = self.cache
         for key, change in changes.items():
             table.write(key, change.value, change.source)
+            cache.put(key, change.value, change.state)
             self.index.set(change.customer, change.wake, change.source.partition)
 
     def _decide(
@@ -190,7 +196,11 @@ class JourneyProcessor:
                 state: CustomerState | None = earlier.state
             else:
                 stored = table.read(key, source)
-                state = decode_state(scheduler.unpack_state(stored)) if stored is not None else None
+                state = None
+                if stored is not None:
+                    state = self.cache.get(key, stored)
+                    if state is None:
+                        state = decode_state(scheduler.unpack_state(stored))
             decision = self.engine.decide(state, event, now)
             self.metrics.decision.observe(time.perf_counter() - started)
             outcome = "used" if decision.used else decision.note or "unused"
