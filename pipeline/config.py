@@ -190,8 +190,10 @@ VARIABLES: tuple[Variable, ...] = (
         "AFTERCARE_MAX_IDLE_MS",
         "100",
         "How long the worker holds the records of one partition number while one of its inputs "
-        "has records on the broker not yet fetched, so that they are decided in event-time order "
-        "(as Kafka Streams' max.task.idle.ms). An input with nothing waiting is never waited for.",
+        "has nothing buffered, so that what happened first is decided first even when it is "
+        "produced a little later (as Kafka Streams' max.task.idle.ms). An input with records on "
+        "the broker not yet fetched is waited for at least 500 ms; 0: only such inputs are "
+        "waited for, and nothing produced later (lowest latency).",
     ),
     Variable(
         "AFTERCARE_STATE_CACHE_CUSTOMERS",
@@ -445,7 +447,7 @@ class Settings:
             worker_port=_port(get, "AFTERCARE_WORKER_PORT"),
             log_level=log_level,
             session_timeout_seconds=_number(get, "AFTERCARE_SESSION_TIMEOUT_SECONDS"),
-            max_idle_seconds=_number(get, "AFTERCARE_MAX_IDLE_MS") / 1000,
+            max_idle_seconds=_count(get, "AFTERCARE_MAX_IDLE_MS") / 1000,
             state_cache_customers=_count(get, "AFTERCARE_STATE_CACHE_CUSTOMERS"),
             channels=_channel_settings(get),
             senders_id=get("AFTERCARE_SENDERS_ID") or f"{prefix}aftercare-senders",

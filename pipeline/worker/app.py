@@ -242,8 +242,18 @@ def create_app(
     ordered = [settings.topic(TopicRole.PREFERENCES)] + [
         settings.topic(role) for role in COPARTITIONED_ROLES if role is not TopicRole.PREFERENCES
     ]
+
+    def caught_up(topic: str, partition: int) -> bool:
+        # Everything the broker holds of this input partition was fetched: nothing to wait for.
+        tp = TP(topic, partition)
+        end = app.consumer.highwater(tp)
+        position = feed.fetched.get(tp)
+        if position is None:
+            position = ledger.commit_point(tp)  # nothing read since it was assigned
+        return end is not None and position is not None and position >= end
+
     order: EventTimeOrder[ConsumerRecord[bytes, bytes]]
-    order = EventTimeOrder(ordered, settings.max_idle_seconds)
+    order = EventTimeOrder(ordered, settings.max_idle_seconds, caught_up)
     due_topic = app.topic(settings.topic(TopicRole.DUE_NOTICES), key_type=bytes, value_type=bytes)
     table = app.Table(
         CUSTOMERS_TABLE,

@@ -45,6 +45,8 @@ class Feed:
         self.limit = limit
         self._chunks: list[Chunk] = []
         self._size = 0
+        # The next offset the consumer will fetch of each partition it handed records of.
+        self.fetched: dict[tuple[str, int], int] = {}
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -59,6 +61,7 @@ class Feed:
             await self._room.wait()
         self._chunks.append((tp, records))
         self._size += len(records)
+        self.fetched[(tp.topic, tp.partition)] = records[-1].offset + 1
         self._arrived.set()
 
     def take(self) -> list[Chunk]:
@@ -80,6 +83,8 @@ class Feed:
         """Forget what arrived for partitions taken away (their new owner reads them)."""
         gone = {(tp[0], tp[1]) for tp in tps}
         self._chunks = [(tp, rs) for tp, rs in self._chunks if (tp.topic, tp.partition) not in gone]
+        for where in gone:
+            self.fetched.pop(where, None)
         self._size = sum(len(rs) for _, rs in self._chunks)
         if self._size < self.limit:
             self._room.set()
@@ -89,6 +94,11 @@ class FeedConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, handing the feed's topics over a fetch at a time."""
 
     feed: Feed | None = None
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        if self.feed is not None:
+            self.feed.fetched[(partition.topic, partition.partition)] = offset
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - in the worker
         feed = self.feed

@@ -134,3 +134,24 @@ def test_inputs_each_in_time_order_come_out_as_one_sorted_sequence(
 
     assert released == sorted(released)
     assert len(released) == sum(len(v) for v in per_topic.values())
+
+
+def test_with_no_idle_bound_only_inputs_with_records_on_the_broker_are_waited_for() -> None:
+    behind: set[tuple[str, int]] = {("shipments", 0)}  # records on the broker not yet fetched
+    order = EventTimeOrder(TOPICS, 0.0, caught_up=lambda t, p: (t, p) not in behind)
+    order.add("purchases", 0, 1_000, "placed")
+    assert order.release(0.0) == []  # shipments of partition 0 still has records to come
+    assert order.next_deadline(0.0) == pytest.approx(0.5)
+    behind.clear()  # the consumer caught up with shipments: nothing else can come first
+    assert order.release(0.01) == ["placed"]
+
+    order.add("purchases", 1, 1_000, "placed on 1")  # partition 1: every other input caught up
+    assert order.release(0.02) == ["placed on 1"]
+
+
+def test_an_input_behind_is_waited_for_longer_than_the_idle_bound() -> None:
+    order = EventTimeOrder(TOPICS, 0.1, caught_up=lambda t, p: t != "shipments", behind_bound=0.5)
+    order.add("purchases", 0, 1_000, "placed")
+    assert order.release(0.0) == []
+    assert order.release(0.2) == []  # past max_idle, but shipments has records on their way
+    assert order.release(0.5) == ["placed"]  # past the bound for inputs behind: go on
