@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,15 @@ class JourneyBook:
     )
 
     def triggered_by(self, kind: str) -> tuple[JourneyRule, ...]:
-        return tuple(j for j in self.journeys if j.trigger == kind)
+        return self._by_trigger.get(kind, ())
+
+    @cached_property
+    def _by_trigger(self) -> dict[str, tuple[JourneyRule, ...]]:
+        # Asked for every event the worker decides: built once, in the file's order.
+        found: dict[str, list[JourneyRule]] = {}
+        for journey in self.journeys:
+            found.setdefault(journey.trigger, []).append(journey)
+        return {kind: tuple(journeys) for kind, journeys in found.items()}
 
     def journey(self, name: str) -> JourneyRule | None:
         for journey in self.journeys:

@@ -239,11 +239,11 @@ class JourneyProcessor:
                 self.metrics.dispatches.labels(
                     command.touchpoint.journey, command.channels[0].value
                 ).inc()
-                value = self.schemas.encode(DISPATCH, dispatch_record(command, now))
+                value = self.schemas.encode(DISPATCH, dispatch_record(command, now), strict=False)
                 records.append((self.dispatch_topic, key, value))
             elif isinstance(command, CancelTouchpoint):
                 self.metrics.deliveries.labels("none", command.outcome.value, command.reason).inc()
-                value = self.schemas.encode(DELIVERY, outcome_record(command, now))
+                value = self.schemas.encode(DELIVERY, outcome_record(command, now), strict=False)
                 records.append((self.deliveries_topic, key, value))
         return records
 
