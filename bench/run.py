@@ -6,7 +6,7 @@ Parts, in the order they run (the last one sizes itself to the time left):
 
 5. senders     (bench.bench_channels)  messages per second per channel into the sandbox
 1. throughput  (bench.throughput)      events/s through one worker, a raw passthrough, CPU per layer
-2. latency     (bench.latency)         produced -> accepted by the sandbox, at 50 to 1,000/s; the knee
+2. latency     (bench.latency)         produced -> accepted by the sandbox, 50 to 1,000/s, knee
 4. state       (bench.state)           disk and memory per customer, recovery, at 100k customers
 3. timers      (bench.timers)          a million pending touchpoints: lateness, memory, recovery
 
