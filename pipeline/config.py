@@ -501,13 +501,21 @@ class Settings:
 
 
 def _positive(get: Any, name: str) -> int:
+    return _integer(get, name, 1, "a positive integer")
+
+
+def _count(get: Any, name: str) -> int:
+    return _integer(get, name, 0, "a whole number (0 or more)")
+
+
+def _integer(get: Any, name: str, least: int, kind: str) -> int:
     raw = get(name)
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a positive integer, got {raw!r}.") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {raw!r}.")
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}.") from None
+    if value < least:
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}.")
     return value
 
 
@@ -575,17 +583,6 @@ def _number(get: Any, name: str) -> float:
         raise ConfigError(f"{name} must be a positive number, got {raw!r}.") from None
     if not value > 0:
         raise ConfigError(f"{name} must be a positive number, got {raw!r}.")
-    return value
-
-
-def _count(get: Any, name: str) -> int:
-    raw = get(name)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number (0 or more), got {raw!r}.") from None
-    if value < 0:
-        raise ConfigError(f"{name} must be a whole number (0 or more), got {raw!r}.")
     return value
 
 

@@ -14,9 +14,9 @@ Streams does for a task's co-partitioned inputs (KIP-353, KIP-695):
   seconds from when it began to wait (an input with records on the broker not yet fetched, as
   ``caught_up`` tells, at least ``behind_bound``; with ``max_idle`` 0 an input read to its end is
   not waited for at all: Kafka Streams' ``max.task.idle.ms`` as KIP-695 defines it), then goes
-  on without it and keeps going until everything buffered for that partition number is
-  decided (Kafka Streams' "enforced processing"); a record
-  that arrives at an emptied group starts a new wait. So an event read before one that happened
+  on without it and keeps going until everything buffered for that partition number is decided
+  (Kafka Streams' "enforced processing"); a record that arrives at an emptied group starts a new
+  wait. So an event read before one that happened
   earlier, on another topic, within ``max_idle``, is decided after it; the price is up to
   ``max_idle`` of latency for an event whose partition has nothing else going on;
 - a record that comes after one with a later time is still processed: the journey engine's

@@ -46,11 +46,3 @@ class StateCache:
         self._entries.move_to_end(key)
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
-
-    def forget(self, keys: set[bytes] | None = None) -> None:
-        """Drop ``keys`` (None: everything)."""
-        if keys is None:
-            self._entries.clear()
-            return
-        for key in keys:
-            self._entries.pop(key, None)
