@@ -160,6 +160,7 @@ def delivery_outcome(**overrides: Any) -> dict[str, Any]:
         "trigger_occurred_at": T0,
         "dispatched_at": T0 + timedelta(seconds=1),
         "accepted_at": T0 + timedelta(seconds=2),
+        "due_at": T0,
     }
     record.update(overrides)
     return record

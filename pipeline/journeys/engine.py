@@ -12,7 +12,8 @@ One call handles one event of one customer, in five moves:
 4. **Start** the journeys the event triggers (once per scope), scheduling every step at the
    trigger's event time plus the step's delay, and arm the re-engagement watch.
 5. **Fire** whatever is due now: expiry, conditions, marketing opt-in, consent and addresses, quiet
-   hours (defer) and frequency caps decide between sending it and recording why not.
+   hours (defer), frequency caps and holdout groups decide between sending it and recording why
+   not.
 
 Every touchpoint that is scheduled ends in exactly one ``SendTouchpoint`` or ``CancelTouchpoint``.
 """
@@ -529,6 +530,17 @@ class JourneyEngine:
                 return (
                     evolve(state, engagement_sends=sends),
                     cancel(Outcome.SUPPRESSED, "frequency_cap"),
+                    None,
+                )
+            # Last, so that the held-out are those who would have got it: compared with the
+            # ones who did, they measure what it changes. Nothing was sent, so no cap is used.
+            holdout = self.book.holdouts.reason(
+                state.customer_id, touchpoint.journey, touchpoint.step, touchpoint.priority
+            )
+            if holdout is not None:
+                return (
+                    evolve(state, engagement_sends=sends),
+                    cancel(Outcome.SUPPRESSED, "holdout", holdout),
                     None,
                 )
             state = evolve(state, engagement_sends=(*sends, now))

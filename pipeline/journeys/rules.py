@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.journeys.holdout import BASIS_POINTS, DEFAULT_KEY, Holdouts
 from pipeline.journeys.model import Channel, Priority, QuietHours
 
 # The design's default: transactional email is never held (a receipt, a tracking link); what only
@@ -141,6 +142,7 @@ class JourneyBook:
     quiet_channels: Mapping[Priority, frozenset[Channel]] = field(
         default_factory=lambda: dict(DEFAULT_QUIET_CHANNELS)
     )
+    holdouts: Holdouts = field(default_factory=Holdouts)
 
     def triggered_by(self, kind: str) -> tuple[JourneyRule, ...]:
         return self._by_trigger.get(kind, ())
@@ -249,18 +251,21 @@ _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_SHARE = re.compile(r"(\d{1,3}(?:\.\d{1,2})?) ?%")
 
 
 class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
+        self.shares: dict[str, int] = {}  # the journeys' own holdouts, as they are read
+        self.step_shares: dict[tuple[str, str], int] = {}
 
     def fail(self, line: int | None, message: str) -> JourneysFileError:
         return JourneysFileError(self.source, line, message)
 
     def book(self, document: Any) -> JourneyBook:
         root = self.mapping(
-            document, None, "the file", {"version", "defaults", "exits", "journeys"}
+            document, None, "the file", {"version", "defaults", "exits", "holdouts", "journeys"}
         )
         if root.get("version", 1) != 1:
             raise self.fail(root.lines.get("version"), "version must be 1")
@@ -284,6 +289,7 @@ class _Reader:
             for name, body in journeys_node.items()
             if (journey := self.journey(name, body, journeys_node.lines[name])) is not None
         )
+        holdouts = self.holdouts(root.get("holdouts"), root.lines.get("holdouts"))
         quiet = [j for j in journeys if j.trigger == APP_QUIET]
         if len(quiet) > 1:
             raise self.fail(
@@ -301,6 +307,7 @@ class _Reader:
                 defaults.get("timezone", "UTC"), defaults.lines.get("timezone"), "timezone"
             ),
             source=self.source,
+            holdouts=holdouts,
         )
 
     def journey(self, name: str, body: Any, line: int) -> JourneyRule | None:
@@ -316,6 +323,7 @@ class _Reader:
             "conditions",
             "exit_on",
             "quiet_for",
+            "holdout",
             "steps",
         }
         spec = self.mapping(body, line, where, keys)
@@ -358,6 +366,24 @@ class _Reader:
         for index, step_name in enumerate(names):
             if step_name in names[:index]:
                 raise self.fail(steps_node.lines[index], f"{where}: two steps named {step_name!r}")
+        # Each journey's and step's own holdout; the reader collects them for the book.
+        places: list[tuple[_Map, str, str | None]] = [(spec, where, None)] + [
+            (item, f"{where}.steps[{index}]", names[index]) for index, item in enumerate(steps_node)
+        ]
+        for node, place, holdout_step in places:
+            if "holdout" not in node:
+                continue
+            if priority == "transactional":
+                raise self.fail(
+                    node.lines["holdout"],
+                    f"{place}: a transactional journey has no holdout; it is owed to the "
+                    "customer (hold out engagement and marketing journeys)",
+                )
+            share = self.share(node["holdout"], node.lines["holdout"], f"{place}.holdout")
+            if holdout_step is None:
+                self.shares[name] = share
+            else:
+                self.step_shares[(name, holdout_step)] = share
         return JourneyRule(
             name=name,
             priority=Priority(priority.upper()),
@@ -375,7 +401,16 @@ class _Reader:
 
     def step(self, journey: str, index: int, body: Any, line: int) -> StepRule:
         where = f"journeys.{journey}.steps[{index}]"
-        keys = {"name", "delay", "channels", "template", "conditions", "validity", "variables"}
+        keys = {
+            "name",
+            "delay",
+            "channels",
+            "template",
+            "conditions",
+            "validity",
+            "variables",
+            "holdout",
+        }
         spec = self.mapping(body, line, where, keys)
         for required in ("name", "channels", "validity"):
             if required not in spec:
@@ -431,6 +466,15 @@ class _Reader:
                 raise self.fail(at, f"{name} takes no value")
             found.append(Condition(name, value))
         return tuple(found)
+
+    def holdouts(self, node: Any, line: int | None) -> Holdouts:
+        """``holdouts: {key: text, global: 5%}``, with the journeys' and steps' own shares."""
+        spec = self.mapping(_Map() if node is None else node, line, "holdouts", {"key", "global"})
+        key = self.text(spec.get("key", DEFAULT_KEY), spec.lines.get("key"), "holdouts.key")
+        share = 0
+        if "global" in spec:
+            share = self.share(spec["global"], spec.lines["global"], "holdouts.global")
+        return Holdouts(key, share, dict(self.shares), dict(self.step_shares))
 
     def exits(self, node: Any, line: int | None) -> dict[str, str]:
         spec = self.mapping(node, line, "exits", set(EVENT_KINDS))
@@ -526,6 +570,16 @@ class _Reader:
         if not parts or "".join(n + u for n, u in parts) != text:
             raise self.fail(line, f"{what} {value!r} is not a duration like 30m, 48h, 1d or 2w")
         return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+    def share(self, value: Any, line: int | None, what: str) -> int:
+        """A share of customers like ``10%`` or ``2.5%``, in basis points, under 100%."""
+        match = _SHARE.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            raise self.fail(line, f"{what} {value!r} is not a share like 10% or 2.5%")
+        share = round(float(match.group(1)) * 100)
+        if share >= BASIS_POINTS:
+            raise self.fail(line, f"{what} must be under 100% (to send none, use enabled: false)")
+        return share
 
     def clock(self, value: Any, line: int | None, what: str) -> int:
         match = _CLOCK.fullmatch(str(value)) if isinstance(value, str) else None

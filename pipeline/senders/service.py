@@ -251,6 +251,7 @@ class SenderService:
             "trigger_occurred_at": command["trigger_occurred_at"],
             "dispatched_at": command["occurred_at"],
             "accepted_at": result.accepted_at,
+            "due_at": command["due_at"],
         }
         await self.producer.send_and_wait(
             self.deliveries_topic,

@@ -124,6 +124,7 @@ def outcome_record(command: CancelTouchpoint, now: datetime) -> dict[str, Any]:
         "trigger_occurred_at": touchpoint.trigger_occurred_at,
         "dispatched_at": None,
         "accepted_at": None,
+        "due_at": touchpoint.due_at,
     }
 
 

@@ -28,6 +28,9 @@ from pipeline.journeys.rules import JourneyBook, load_journeys
 
 # A Monday, 10:30 in Berlin: outside the default quiet hours (21:00-08:00).
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+# The customer of every scenario: in none of the default journeys' holdout groups (a test in
+# test_holdouts.py checks), so the scenarios see what a customer who gets everything gets.
+CUSTOMER = "c2"
 BOOK = load_journeys()
 ITEMS = (
     LineItem("CM-900", "Barista 900", "coffee-machines", 1, 49900),
@@ -44,7 +47,7 @@ def placed(order: str = "o1", at: datetime = T0, **kw: Any) -> PurchaseEvent:
     contact = ContactUpdate(email="ada@example.org", timezone="Europe/Berlin")
     return PurchaseEvent(
         kw.pop("event_id", _id()),
-        "c1",
+        CUSTOMER,
         at,
         "ORDER_PLACED",
         order,
@@ -57,17 +60,17 @@ def placed(order: str = "o1", at: datetime = T0, **kw: Any) -> PurchaseEvent:
 
 
 def purchase(kind: str, order: str = "o1", at: datetime = T0, **kw: Any) -> PurchaseEvent:
-    return PurchaseEvent(kw.pop("event_id", _id()), "c1", at, kind, order, **kw)
+    return PurchaseEvent(kw.pop("event_id", _id()), CUSTOMER, at, kind, order, **kw)
 
 
 def parcel(
     kind: str, at: datetime, order: str = "o1", shipment: str = "s1", **kw: Any
 ) -> ShipmentEvent:
-    return ShipmentEvent(kw.pop("event_id", _id()), "c1", at, kind, order, shipment, **kw)
+    return ShipmentEvent(kw.pop("event_id", _id()), CUSTOMER, at, kind, order, shipment, **kw)
 
 
 def app(kind: str, at: datetime, **kw: Any) -> AppUsageEvent:
-    return AppUsageEvent(kw.pop("event_id", _id()), "c1", at, kind, **kw)
+    return AppUsageEvent(kw.pop("event_id", _id()), CUSTOMER, at, kind, **kw)
 
 
 def prefs(
@@ -81,7 +84,7 @@ def prefs(
 ) -> PreferencesEvent:
     return PreferencesEvent(
         _id(),
-        "c1",
+        CUSTOMER,
         at,
         Consent(**consent),
         marketing_opt_in=marketing,
@@ -124,7 +127,7 @@ class Scenario:
             if wake is None or wake > until:
                 break
             self.now = max(self.now, wake)
-            commands += self._decide(Wake("c1", self.now))
+            commands += self._decide(Wake(CUSTOMER, self.now))
         self.now = until
         return commands
 

@@ -13,6 +13,7 @@ from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
 from pipeline.journeys.rules import FrequencyCap
 from tests.unit.journeys.scenario import (
     BOOK,
+    CUSTOMER,
     T0,
     Scenario,
     app,
@@ -218,7 +219,7 @@ def test_preferences_after_an_erasure_apply_even_if_the_worker_clock_is_ahead() 
     run = Scenario()
     run.feed(prefs(T0 - DAY, email=True))
     run.now = T0 + 5 * DAY  # the worker runs late, or on an accelerated clock
-    run._decide(PreferencesErased("c1", run.now))
+    run._decide(PreferencesErased(CUSTOMER, run.now))
     run.feed(prefs(T0, email=False, in_app=False))  # the customer's new choice, after erasure
     assert run.last.used
     run.feed(placed(at=run.now))

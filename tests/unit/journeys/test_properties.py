@@ -21,7 +21,7 @@ from pipeline.journeys.model import (
     Wake,
 )
 from pipeline.journeys.rules import load_journeys
-from tests.unit.journeys.scenario import T0, app, parcel, placed, prefs, purchase
+from tests.unit.journeys.scenario import CUSTOMER, T0, app, parcel, placed, prefs, purchase
 
 BOOK = load_journeys()
 EXIT_JOURNEYS = {j.name for j in BOOK.journeys if j.trigger in BOOK.exits}
@@ -95,7 +95,7 @@ def _run(
             if wake > event.occurred_at + lag:
                 break
             now = max(now, wake)
-            decision = engine.decide(state, Wake("c1", now), now)
+            decision = engine.decide(state, Wake(CUSTOMER, now), now)
             state = decision.state
             out += [(c, state) for c in decision.commands]
         now = max(now, event.occurred_at + lag)
@@ -106,7 +106,7 @@ def _run(
     end = now + timedelta(days=90)
     while (wake := engine.next_wakeup(state)) is not None and wake <= end:
         now = max(now, wake)
-        decision = engine.decide(state, Wake("c1", now), now)
+        decision = engine.decide(state, Wake(CUSTOMER, now), now)
         state = decision.state
         out += [(c, state) for c in decision.commands]
     return out, state
