@@ -4,7 +4,9 @@ an instant the same way and says the same thing when it cannot."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
+
+from pipeline.journeys.rules import parse_duration
 
 
 def positive(text: str) -> float:
@@ -31,3 +33,11 @@ def instant(text: str) -> datetime:
             raise argparse.ArgumentTypeError(f"{text!r} needs a time zone (add Z for UTC)")
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def duration(text: str) -> timedelta:
+    """A span written as in the journeys file: 30m, 48h, 7d, 2w, 1d12h; above zero."""
+    found = parse_duration(text)
+    if found is None or found <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 12h, 7d or 2w")
+    return found

@@ -2,6 +2,7 @@
 
     aftercare deliveries [--follow] [--json] [--since ISO] [--until ISO]
     aftercare report [--out DIR] [--since ISO] [--until ISO] [--clock-factor F]
+                     [--uplift [--window 7d]]
 
 ``deliveries`` prints the outcomes on the ``deliveries`` topic, one aligned line each (time,
 status, journey/step, channel, customer, reason and detail), or with ``--json`` one JSON object per
@@ -11,7 +12,10 @@ It stops at the end of the topic, or with ``--follow`` waits for more until Ctrl
 ``report`` reads ``deliveries`` and ``dispatch`` to their current ends and writes a Markdown
 report, an HTML page and PNG charts into ``--out`` (default ``./aftercare-report``), then prints
 the paths and the headline numbers. ``--clock-factor`` (default: ``AFTERCARE_CLOCK_FACTOR``) is the
-pipeline clock's speed, to show latencies in real seconds.
+pipeline clock's speed, to show latencies in real seconds. ``--uplift`` also reads the input
+topics (purchases, shipments, app-usage) and adds what each journey step with a holdout changes:
+treated against held out, outcome by outcome, within ``--window`` of each touchpoint's due time
+(see :mod:`pipeline.analytics.uplift`), printed and written into the report.
 
 ``--since`` and ``--until`` are ISO 8601 instants with a time zone (``2026-03-02T09:30:00Z``; a
 bare date means midnight UTC) compared with the records' ``occurred_at``, which is pipeline-clock
@@ -33,7 +37,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +51,8 @@ from pipeline.analytics.report import (
     summarize,
     write_report,
 )
-from pipeline.cliargs import instant, positive
+from pipeline.analytics.uplift import DEFAULT_WINDOW, Behaviour, Uplift, headlines, measure
+from pipeline.cliargs import duration, instant, positive
 from pipeline.jsonio import to_json
 from pipeline.names import TopicRole
 
@@ -94,6 +99,19 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         type=positive,
         help="simulated seconds per real second of the pipeline clock, to show latencies in real "
         "seconds (default: AFTERCARE_CLOCK_FACTOR)",
+    )
+    report.add_argument(
+        "--uplift",
+        action="store_true",
+        help="also read the input topics and measure each held-out journey step against its "
+        "holdout group",
+    )
+    report.add_argument(
+        "--window",
+        type=duration,
+        default=DEFAULT_WINDOW,
+        help="with --uplift: how long after a touchpoint's due time its customer's actions count "
+        "(default 7d)",
     )
     report.set_defaults(handler=_guarded("report", _report))
 
@@ -207,17 +225,65 @@ def human_line(outcome: dict[str, Any]) -> str:
 
 def _report(settings: Settings, args: argparse.Namespace) -> int:
     factor = args.clock_factor if args.clock_factor is not None else settings.clock_factor
-    data = asyncio.run(collect(settings, since=args.since, until=args.until))
-    files = write_report(data, args.out, clock_factor=factor)
-    for line in headlines(data, files, factor):
+    data, uplift = asyncio.run(
+        collect_all(
+            settings,
+            since=args.since,
+            until=args.until,
+            window=args.window if args.uplift else None,
+        )
+    )
+    files = write_report(data, args.out, clock_factor=factor, uplift=uplift)
+    for line in report_headlines(data, files, factor):
         print(line)
+    if uplift is not None:
+        days = uplift.window / timedelta(days=1)
+        print(f"uplift against the holdout groups ({days:g}-day window):")
+        for line in headlines(uplift) or [
+            "no journey step has a holdout group in the records read"
+        ]:
+            print(f"  {line}")
     return 0
 
 
+async def collect_all(
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    window: timedelta | None = None,
+) -> tuple[ReportData, Uplift | None]:
+    """The report's data and, given a ``window``, the uplift measured from the input topics."""
+    if window is None:
+        return await collect(settings, since=since, until=until), None
+    outcomes: list[dict[str, Any]] = []
+    dispatched: list[dict[str, Any]] = []
+    behaviour = Behaviour()
+    data, _ = await asyncio.gather(
+        collect(settings, since=since, until=until, keep=(outcomes, dispatched)),
+        _behaviour(settings, behaviour, since),
+    )
+    return data, measure(outcomes, behaviour, dispatched, window=window)
+
+
+async def _behaviour(settings: Settings, behaviour: Behaviour, since: datetime | None) -> None:
+    """What customers did, from every input topic, from ``since`` on (the windows run past
+    ``until``, so it does not bound these)."""
+    for role in (TopicRole.PURCHASES, TopicRole.SHIPMENTS, TopicRole.APP_USAGE):
+        async for record in read_topic(settings, role, since=since):
+            if record.record is not None:
+                behaviour.add(record.record)
+
+
 async def collect(
-    settings: Settings, *, since: datetime | None = None, until: datetime | None = None
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    keep: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> ReportData:
-    """Read deliveries and dispatch (to their ends) and summarize them."""
+    """Read deliveries and dispatch (to their ends) and summarize them; ``keep`` gets the
+    outcome and dispatch records read, in that order."""
 
     async def read(role: TopicRole) -> tuple[list[dict[str, Any]], list[str]]:
         found: list[dict[str, Any]] = []
@@ -232,10 +298,13 @@ async def collect(
     (outcomes, bad_outcomes), (dispatched, bad_dispatches) = await asyncio.gather(
         read(TopicRole.DELIVERIES), read(TopicRole.DISPATCH)
     )
+    if keep is not None:
+        keep[0].extend(outcomes)
+        keep[1].extend(dispatched)
     return summarize(outcomes, dispatched, skipped=[*bad_outcomes, *bad_dispatches])
 
 
-def headlines(data: ReportData, files: ReportFiles, clock_factor: float) -> list[str]:
+def report_headlines(data: ReportData, files: ReportFiles, clock_factor: float) -> list[str]:
     """What ``aftercare report`` prints: where the files are and the numbers that matter most."""
     total = data.totals
     unit = "s" if clock_factor == 1 else "real s"

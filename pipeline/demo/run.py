@@ -31,8 +31,8 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +49,7 @@ from pipeline.analytics.report import (
     summarize,
     write_report,
 )
+from pipeline.analytics.uplift import Behaviour, Uplift, headlines, measure
 from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
@@ -63,6 +64,7 @@ from pipeline.demo.watch import (
     topic_partitions,
     wait_until,
 )
+from pipeline.journeys.rules import JourneysFileError, load_journeys
 from pipeline.metrics import EVENTS
 from pipeline.names import COPARTITIONED_ROLES, TopicRole
 from pipeline.progress import Progress
@@ -274,6 +276,12 @@ class Demo:
         env["AFTERCARE_CLOCK_FACTOR"] = repr(options.clock_factor)
         env["AFTERCARE_CLOCK_START"] = plan.start.isoformat()
         settings = Settings.from_env(env)  # what the children will read, minus the epoch
+        try:
+            journeys = load_journeys(settings.journeys_file or None)
+        except JourneysFileError as exc:
+            raise DemoError(f"the worker would refuse its journeys file: {exc}") from None
+        # The simulated customers react to the messages they get: not to those held out.
+        plan = replace(plan, holdouts=journeys.holdouts)
         run.write_run_file(topic_prefix=prefix, options=asdict(options))
         for note in ports.notes:
             print(note, file=self.err)
@@ -366,8 +374,15 @@ class Demo:
         )
         self.display = display = Display(self.err, plan, planned, tally, clock, scheduled)
         background.append(asyncio.create_task(display.run(), name="display"))
+        behaviour = Behaviour()  # what the customers did, for the uplift section
+
+        def observed(events: Iterator[SimEvent]) -> Iterator[SimEvent]:
+            for event in events:
+                behaviour.add(event.record)
+                yield event
+
         try:
-            events = simulate(plan)
+            events = observed(simulate(plan))
             sent = await produce(settings, events, clock=clock, on_sent=display.sent, stop=None)
             await asyncio.sleep(clock.real_seconds_until(plan.end))
             self.timings["simulation"] = time.time() - epoch
@@ -390,9 +405,15 @@ class Demo:
         # -- 6. report
         report_started = time.monotonic()
         data = summarize(tally.outcome_records, tally.dispatch_records)
+        uplift = measure(tally.outcome_records, behaviour, tally.dispatch_records)
         title = f"Aftercare demo run {run.stamp}"
         files = await asyncio.to_thread(
-            write_report, data, run.report, clock_factor=options.clock_factor, title=title
+            write_report,
+            data,
+            run.report,
+            clock_factor=options.clock_factor,
+            title=title,
+            uplift=uplift,
         )
         self.timings["report"] = time.monotonic() - report_started
         self.timings["total"] = time.monotonic() - self.started
@@ -405,6 +426,7 @@ class Demo:
             sent=sent,
             customers=customers,
             data=data,
+            uplift=uplift,
             files=files,
             tally=tally,
             drained=drained,
@@ -747,6 +769,7 @@ def build_summary(
     sent: int,
     customers: int,
     data: ReportData,
+    uplift: Uplift,
     files: ReportFiles,
     tally: Tally,
     drained: Drained,
@@ -798,6 +821,11 @@ def build_summary(
             "outcome_records": data.duplicate_outcomes,
         },
         "undecodable_records": tally.undecodable,
+        "uplift": {
+            "window_days": uplift.window.total_seconds() / 86400,
+            "steps": headlines(uplift),
+            "measurable": [row.verdict for row in uplift.rows if row.measurable],
+        },
         "drained": drained.complete,
         "sandbox": {
             "url": ports.sandbox_url,
@@ -901,6 +929,10 @@ def summary_lines(summary: Mapping[str, Any], data: ReportData, clock_factor: fl
             f"not drained in time: {summary['totals']['in_flight']} touchpoints still in flight "
             "when the run stopped"
         )
+    uplift = summary["uplift"]
+    if uplift["steps"]:
+        lines += ["", f"uplift against the holdout groups ({uplift['window_days']:g}-day window):"]
+        lines += [f"  {line}" for line in uplift["steps"]]
     report = summary["report"]
     lines += [
         "",

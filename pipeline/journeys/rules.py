@@ -254,6 +254,17 @@ _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _SHARE = re.compile(r"(\d{1,3}(?:\.\d{1,2})?) ?%")
 
 
+def parse_duration(text: str) -> timedelta | None:
+    """``30m``, ``48h``, ``1d12h``, ``2w`` or ``0`` as a timedelta; None if it is not one."""
+    text = text.strip()
+    if text == "0":
+        return timedelta(0)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
 class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -563,13 +574,10 @@ class _Reader:
         return value
 
     def duration(self, value: Any, line: int | None, what: str) -> timedelta:
-        text = str(value).strip() if isinstance(value, str | int) else ""
-        if text == "0":
-            return timedelta(0)
-        parts = _DURATION.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
+        found = parse_duration(str(value)) if isinstance(value, str | int) else None
+        if found is None:
             raise self.fail(line, f"{what} {value!r} is not a duration like 30m, 48h, 1d or 2w")
-        return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+        return found
 
     def share(self, value: Any, line: int | None, what: str) -> int:
         """A share of customers like ``10%`` or ``2.5%``, in basis points, under 100%."""

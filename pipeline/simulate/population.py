@@ -31,6 +31,17 @@ What they do
     consent, take up WhatsApp or move their quiet hours. Every preferences record is the whole
     picture, as the compacted topic wants.
 
+What the messages really do
+    Some journeys change what customers do, and some do not, so that the uplift report can be
+    checked against a known truth. Each customer has a hidden loyalty (Beta(2, 5), mean 0.29). The
+    cross-sell offer a month after delivery makes a customer with marketing consent order again
+    within a week with a chance of :data:`CROSS_SELL_PULL` times their loyalty. The offer of help
+    when setup stalls halves the chance that the customer asks support in the week after it
+    (:data:`SUPPORT_WITHOUT_HELP` against :data:`SUPPORT_WITH_HELP`) and doubles the chance they
+    finish setup. Product education and re-engagement change nothing that the report measures.
+    Customers in a journey's holdout group (``Plan.holdouts``, the journeys file's) never get the
+    message, so none of this happens to them.
+
 How it stays small
     Customers are generated one at a time, in the order of their arrival, and their events are
     merged with a heap. A customer's life is planned at arrival as an array of 64-bit "beats"
@@ -48,12 +59,14 @@ import math
 import random
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pipeline.journeys.holdout import Holdouts
+from pipeline.journeys.model import Priority
 from pipeline.names import TopicRole
 
 __all__ = ["Plan", "SimEvent", "count_events", "simulate"]
@@ -67,6 +80,15 @@ MILLISECOND = timedelta(milliseconds=1)
 MAX_DAYS = 3650.0  # the beats' 40 bits of milliseconds hold 34 years; ten are plenty
 TAIL_DAYS = 35.0  # a customer's month after delivery, kept inside the run when it is long enough
 
+# What the messages do (see "What the messages really do" above).
+CROSS_SELL_PULL = 0.6  # times loyalty: the chance of another order within a week of the offer
+SUPPORT_WITHOUT_HELP = 0.4  # setup not done: the chance of a support request the week after
+SUPPORT_WITH_HELP = 0.08
+SETUP_WITHOUT_HELP = 0.15  # a stalled setup: the chance it is finished within days of the offer
+SETUP_WITH_HELP = 0.65
+CROSS_SELL_DELAY = timedelta(days=30)  # the default journeys' cross_sell and need_help delays
+NEED_HELP_DELAY = timedelta(days=3)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -76,6 +98,9 @@ class Plan:
     days: float = 45.0
     seed: int = 42
     start: datetime = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    # Who does not get which journey: pass the journeys file's, so the world reacts only to the
+    # messages that are sent. The default holds nobody out.
+    holdouts: Holdouts = field(default_factory=Holdouts)
 
     def __post_init__(self) -> None:
         if self.customers < 0:
@@ -501,6 +526,13 @@ class _Planner:
         self.end = origin + end_ms * MILLISECOND
         self.arrival = origin + arrival_ms * MILLISECOND
         self.rng = random.Random(f"aftercare-simulate:{plan.seed}:{index}")
+        # The planted effects draw from a stream of their own: a life without them is the same.
+        self.response = random.Random(f"aftercare-simulate-response:{plan.seed}:{index}")
+        self.loyalty = self.response.betavariate(2, 5)
+        customer = _customer_id(plan.seed, index)
+        self.helped = _gets(plan.holdouts, customer, "need_help", "offer", Priority.ENGAGEMENT)
+        self.offered = _gets(plan.holdouts, customer, "cross_sell", "offer", Priority.MARKETING)
+        self.orders = 0
         self.beats: list[int] = []
         self.region = _REGIONS[0]
         self.zone = _zone(_WAREHOUSE)
@@ -536,6 +568,7 @@ class _Planner:
             marketing=rng.random() < 0.45,
             quiet=rng.randrange(1, len(_QUIET_HOURS)) if rng.random() < 0.3 else 0,
         )
+        marketing = picture.marketing  # at the start: what the cross-sell offer needs
         pictures: list[tuple[datetime, dict[str, Any] | None]] = []  # None: a change of mind
         first_order = arrived
         if has_account:
@@ -563,6 +596,7 @@ class _Planner:
 
         placed = first_order
         for order in range(1, MAX_ORDERS + 1):
+            self.orders = order
             self.order(order, placed)
             if rng.random() >= (0.3 if order == 1 else 0.25):
                 break
@@ -590,6 +624,9 @@ class _Planner:
             for at, change in pictures:
                 picture = self.change(picture) if change is None else replace(picture, **change)
                 self.emit(at, "PREFERENCES", arg=picture.arg())
+
+        if has_account and marketing:
+            self.cross_sell()
 
         profile = _REGIONS.index(region) | _PLATFORMS.index(self.platform) << 5
         profile |= has_phone << 7 | salt << 8
@@ -715,6 +752,7 @@ class _Planner:
         setup = basket.setup_line()
         if setup is not None and self.platform is not None:
             fate = rng.random()
+            finished = False
             if fate < 0.85:
                 started = delivered + rng.uniform(0.3, 30 if fate < 0.6 else 40) * HOUR
                 if self.app_at(started):
@@ -722,10 +760,15 @@ class _Planner:
                     if fate < 0.6:
                         completed = started + rng.uniform(5, 40) * MINUTE
                         self.emit(completed, "SETUP_COMPLETED", order)
-                    elif rng.random() < 0.5:  # stalled; finished after the offer of help
-                        completed = self.awake(delivered + rng.uniform(3.2, 7) * DAY)
-                        if self.app_at(completed):
-                            self.emit(completed, "SETUP_COMPLETED", order)
+                        finished = True
+                    else:  # stalled: finished after the offer of help, more often with it
+                        chance = SETUP_WITH_HELP if self.helped else SETUP_WITHOUT_HELP
+                        if rng.random() < chance:
+                            completed = self.awake(delivered + rng.uniform(3.2, 7) * DAY)
+                            if self.app_at(completed):
+                                self.emit(completed, "SETUP_COMPLETED", order)
+            if not finished:  # stalled, or never started
+                self.stalled(order, delivered, basket)
 
         if done.returned_at is None:
             if self.platform is not None and rng.random() < 0.12:
@@ -742,6 +785,38 @@ class _Planner:
                 about = {line.product.category for line in basket.lines}
                 comments = [c for c, category in _SUPPORT_COMMENTS if category in about]
                 self.emit(asked, "SUPPORT_REQUESTED", order, arg=rng.choice(comments or [14]))
+
+    def stalled(self, order: int, delivered: datetime, basket: _Basket) -> None:
+        """Setup not done when help is offered: the customer may ask support the week after."""
+        chance = SUPPORT_WITH_HELP if self.helped else SUPPORT_WITHOUT_HELP
+        if self.response.random() >= chance:
+            return
+        offer = delivered + NEED_HELP_DELAY
+        asked = self.awake(offer + self.response.uniform(0.2, 6.5) * DAY)
+        if self.app_at(asked):
+            about = {line.product.category for line in basket.lines}
+            comments = [c for c, category in _SUPPORT_COMMENTS if category in about]
+            self.emit(asked, "SUPPORT_REQUESTED", order, arg=self.response.choice(comments or [14]))
+
+    def cross_sell(self) -> None:
+        """The offer a month after each delivery: some customers order again within a week."""
+        if not self.offered:
+            return
+        for done in list(self.delivered):
+            if done.returned_at is not None or self.orders >= MAX_ORDERS:
+                continue
+            if self.response.random() >= CROSS_SELL_PULL * self.loyalty:
+                continue
+            placed = self.awake(done.at + CROSS_SELL_DELAY + self.response.uniform(0.5, 6) * DAY)
+            if placed >= self.end:
+                continue
+            self.orders += 1
+            # Planned with the response stream too: the rest of the life stays as it was.
+            self.rng, main = self.response, self.rng
+            try:
+                self.order(self.orders, placed)
+            finally:
+                self.rng = main
 
     def feedback(self, order: int, at: datetime, troubled: bool) -> None:
         rng = self.rng
@@ -1014,6 +1089,11 @@ def _render(plan: Plan, origin: datetime, life: _Life) -> SimEvent:
         elif name == "SUPPORT_REQUESTED":
             record.update(order_id=order_id if order else None, comment=_COMMENTS[arg][german])
     return SimEvent(at, role, record)
+
+
+def _gets(holdouts: Holdouts, customer: str, journey: str, step: str, priority: Priority) -> bool:
+    """Whether the customer is outside the holdout groups of that journey step."""
+    return holdouts.reason(customer, journey, step, priority) is None
 
 
 def _customer_id(seed: int, index: int) -> str:

@@ -3,26 +3,17 @@ every default journey has its moment in the default 45-day run."""
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.codec import SchemaSet
-from pipeline.intake import Admitted, SourceRecord, admit
-from pipeline.journeys.engine import JourneyEngine
-from pipeline.journeys.model import CustomerState, Event, SendTouchpoint, Wake
-from pipeline.journeys.rules import load_journeys
-from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.names import TopicRole
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
-from pipeline.worker.convert import to_event
+from tests.unit.simulate.replay import Replay
 
-SCHEMAS = SchemaSet.load()
 DEFAULT = Plan()
-MAX_FUTURE = timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
@@ -205,49 +196,6 @@ def _flag(picture: dict[str, object], key: str) -> bool:
 
 
 # -- through the worker's intake and the journey core -------------------------------------------
-
-
-@dataclass
-class Replay:
-    """The worker, minus Kafka: each event admitted and decided the moment it happens, and every
-    customer woken whenever the core asks to be, as the scheduler does."""
-
-    engine: JourneyEngine = field(default_factory=lambda: JourneyEngine(load_journeys()))
-    states: dict[str, CustomerState] = field(default_factory=dict)
-    wake_at: dict[str, datetime | None] = field(default_factory=dict)
-    wakes: list[tuple[datetime, str]] = field(default_factory=list)
-    dispatched: Counter[str] = field(default_factory=Counter)
-    refused: list[str] = field(default_factory=list)
-
-    def run(self, plan: Plan) -> None:
-        for offset, event in enumerate(simulate(plan)):
-            self.wake_until(event.at)
-            value = SCHEMAS.encode(RECORD_OF_TOPIC[event.role], event.record)
-            key = event.customer_id.encode("utf-8")
-            source = SourceRecord(event.role.value, 0, offset, key, value)
-            verdict = admit(SCHEMAS, event.role, source, now=event.at, max_future=MAX_FUTURE)
-            if not isinstance(verdict, Admitted):
-                self.refused.append(f"{event.record['event_id']}: {verdict}")
-                continue
-            self.decide(event.customer_id, to_event(verdict, event.at), event.at)
-        self.wake_until(plan.end - timedelta(milliseconds=1))
-
-    def wake_until(self, moment: datetime) -> None:
-        while self.wakes and self.wakes[0][0] <= moment:
-            due, customer = heapq.heappop(self.wakes)
-            if self.wake_at.get(customer) == due:  # else superseded by a later decision
-                self.decide(customer, Wake(customer, due), due)
-
-    def decide(self, customer: str, event: Event, now: datetime) -> None:
-        decision = self.engine.decide(self.states.get(customer), event, now)
-        self.states[customer] = decision.state
-        for command in decision.commands:
-            if isinstance(command, SendTouchpoint):
-                self.dispatched[command.touchpoint.journey] += 1
-        due = self.engine.next_wakeup(decision.state)
-        self.wake_at[customer] = due
-        if due is not None:
-            heapq.heappush(self.wakes, (due, customer))
 
 
 @pytest.fixture(scope="module")
