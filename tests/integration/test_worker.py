@@ -1,7 +1,8 @@
 """The journey worker on the real broker, on an accelerated clock, through a SIGKILL.
 
 Two customers live a month in about a minute: one orders, receives and keeps a coffee machine (and
-has opted out of SMS); the other cancels. The worker is killed with SIGKILL in the middle, while
+has opted out of SMS; the default journeys' holdout group of cross-sell holds this customer out);
+the other cancels. The worker is killed with SIGKILL in the middle, while
 touchpoints are pending, and restarted. What reaches ``dispatch`` and ``deliveries`` must be exactly
 what the journey core decides for the same events: the same touchpoint ids, in the same order per
 customer, nothing lost to the kill.
@@ -23,7 +24,13 @@ from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.intake import Admitted, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
-from pipeline.journeys.model import CancelTouchpoint, CustomerState, SendTouchpoint, Wake
+from pipeline.journeys.model import (
+    CancelTouchpoint,
+    CustomerState,
+    Priority,
+    SendTouchpoint,
+    Wake,
+)
 from pipeline.journeys.rules import load_journeys
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.worker.convert import to_event
@@ -235,16 +242,20 @@ async def test_a_month_of_journeys_survives_a_sigkill(
         "product_education",
         "need_help",
         "feedback_request",
-        "cross_sell",
     ]
     assert journeys_of("cust-b") == ["order_confirmation", "cancellation"]
     shipped = next(c for c in commands if c["journey"] == "shipped")
     assert shipped["channels"] == ["EMAIL"]  # opted out of SMS; no WhatsApp or push consent
     assert shipped["context"]["tracking_url"] == "https://tracking.example.org/parcel-a"
+    assert load_journeys().holdouts.reason("cust-a", "cross_sell", "offer", Priority.MARKETING)
     assert sorted((o["customer_id"], o["journey"], o["status"], o["reason"]) for o in ended) == [
+        ("cust-a", "cross_sell", "SUPPRESSED", "holdout"),
         ("cust-a", "not_shipped_watchdog", "SUPPRESSED", "exit:SHIPPED"),
         ("cust-b", "not_shipped_watchdog", "SUPPRESSED", "exit:ORDER_CANCELLED"),
     ]
+    (held,) = [o for o in ended if o["reason"] == "holdout"]
+    assert held["due_at"] <= held["occurred_at"]  # recorded when it would have gone
+    assert held["detail"] == "journey holdout 10%"
     for command in commands:
         assert command["occurred_at"] >= command["due_at"]  # never sent early
         assert command["occurred_at"] <= command["expires_at"]  # never sent late
