@@ -178,7 +178,12 @@ def headlines(uplift: Uplift) -> list[str]:
         still_open = unit.treated.open + unit.held_out.open
         if still_open:
             sizes += f", {still_open} still in their window"
-        said = "; ".join(found) if found else "no measurable effect yet at this sample size"
+        if found:
+            said = "; ".join(found)
+        elif min(len(unit.treated.exposures), len(unit.held_out.exposures)) < MIN_GROUP:
+            said = f"too few to tell yet (at least {MIN_GROUP} a group)"
+        else:
+            said = "no measurable effect yet at this sample size"
         lines.append(f"{unit.journey}.{unit.step} ({sizes}): {said}")
     return lines
 

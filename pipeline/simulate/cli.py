@@ -14,8 +14,10 @@ per line with ``topic`` (a topic role) and ``record``, in time order:
     aftercare simulate --dry-run | jq -c 'select(.topic == "purchases") | .record' \\
         | aftercare produce purchases
 
-The same options always give the same events. ``--start`` defaults to AFTERCARE_CLOCK_START when
-that is set, else to 2026-03-02T08:00Z. A progress bar on stderr counts the events acknowledged;
+The same options always give the same events (and the same journeys file: the customers react to
+the messages they get, so those in its holdout groups, see AFTERCARE_JOURNEYS_FILE, behave as
+customers who did not get them). ``--start`` defaults to AFTERCARE_CLOCK_START when that is set,
+else to 2026-03-02T08:00Z. A progress bar on stderr counts the events acknowledged;
 Ctrl-C stops after flushing what was produced. Every failure ends in one line on stderr that says
 what went wrong and what to do, and exit status 1.
 """
@@ -120,12 +122,19 @@ def _guarded(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.journeys.rules import JourneysFileError, load_journeys
+
+    try:
+        journeys = load_journeys(settings.journeys_file or None)
+    except JourneysFileError as exc:
+        raise SimulateCommandError(f"the journeys file: {exc}") from None
     try:
         plan = Plan(
             customers=args.customers,
             days=args.days,
             seed=args.seed,
             start=args.start or settings.clock_start or DEFAULTS.start,
+            holdouts=journeys.holdouts,
         )
     except ValueError as exc:  # e.g. more days than a plan holds
         raise SimulateCommandError(str(exc)) from None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
+from pipeline.journeys.rules import load_journeys
 from pipeline.jsonio import from_json
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.simulate.cli import add_commands
@@ -18,11 +20,11 @@ from pipeline.simulate.population import Plan, simulate
 SCHEMAS = SchemaSet.load()
 
 
-def _run(*argv: str) -> int:
+def _run(*argv: str, env: dict[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aftercare")
     add_commands(parser.add_subparsers(required=True))
     args = parser.parse_args(["simulate", *argv])
-    result: int = args.handler(Settings.from_env({}), args)
+    result: int = args.handler(Settings.from_env(env or {}), args)
     return result
 
 
@@ -32,7 +34,13 @@ def test_dry_run_prints_every_event_of_the_plan_as_a_json_line(
     argv = ("--customers", "12", "--days", "20", "--seed", "5", "--start", "2026-06-01T06:00Z")
     assert _run(*argv, "--dry-run") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    plan = Plan(customers=12, days=20, seed=5, start=datetime(2026, 6, 1, 6, tzinfo=UTC))
+    plan = Plan(
+        customers=12,
+        days=20,
+        seed=5,
+        start=datetime(2026, 6, 1, 6, tzinfo=UTC),
+        holdouts=load_journeys().holdouts,  # the customers react to what they are sent
+    )
     expected = list(simulate(plan))
     assert len(lines) == len(expected)
     for line, event in zip(lines, expected, strict=True):
@@ -61,3 +69,19 @@ def test_options_that_make_no_sense_are_refused_with_the_reason(
         _run(*argv, "--dry-run")
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_journeys_file_the_worker_would_refuse_is_refused_here_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "journeys.yaml"
+    bad.write_text(
+        "version: 1\nholdouts: {global: lots}\njourneys:\n  receipt:\n"
+        "    priority: transactional\n    trigger: ORDER_PLACED\n"
+        "    steps: [{name: confirm, channels: [email], validity: 1d}]\n"
+    )
+    assert _run("--dry-run", env={"AFTERCARE_JOURNEYS_FILE": str(bad)}) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"aftercare simulate: the journeys file: {bad}:2: holdouts.global 'lots' is not a share "
+        "like 10% or 2.5%"
+    )
