@@ -258,16 +258,20 @@ async def collect_all(
         return await collect(settings, since=since, until=until), None
     outcomes: list[dict[str, Any]] = []
     dispatched: list[dict[str, Any]] = []
+    data = await collect(settings, since=since, until=until, keep=(outcomes, dispatched))
+    # A touchpoint decided after ``since`` may have been due before it (a wait for quiet hours):
+    # its window starts at its due time, so read what customers did from the earliest one.
+    start = since
+    if since is not None:
+        dues = [r.get("due_at") or r["occurred_at"] for r in (*outcomes, *dispatched)]
+        start = min([since, *dues])
     behaviour = Behaviour()
-    data, _ = await asyncio.gather(
-        collect(settings, since=since, until=until, keep=(outcomes, dispatched)),
-        _behaviour(settings, behaviour, since),
-    )
+    await _behaviour(settings, behaviour, start)
     return data, measure(outcomes, behaviour, dispatched, window=window)
 
 
 async def _behaviour(settings: Settings, behaviour: Behaviour, since: datetime | None) -> None:
-    """What customers did, from every input topic, from ``since`` on (the windows run past
+    """What customers did, from every input topic, from ``since`` on (windows run past
     ``until``, so it does not bound these)."""
     for role in (TopicRole.PURCHASES, TopicRole.SHIPMENTS, TopicRole.APP_USAGE):
         async for record in read_topic(settings, role, since=since):

@@ -698,10 +698,12 @@ def uplift_tables(uplift: Uplift) -> list[_Table]:
             )
             for unit in uplift.steps
         ),
-        "Steps with a holdout. Treated: touchpoints dispatched. Held out: SUPPRESSED `holdout`, "
-        "decided after every other check, so both groups would have been sent. Each touchpoint "
-        f"is followed for {window} after its `due_at`; those whose window ends after the last "
-        f"input event read ({until}) are not measured yet.",
+        "Journeys and steps with a holdout, in customers. Treated: dispatched. Held out: "
+        "SUPPRESSED `holdout`, decided after every other check, so both groups would have been "
+        "sent. A journey holdout is measured from the first touchpoint of each run of the "
+        "journey (`whole journey` when runs start at different steps). Each customer is followed "
+        f"for {window} after the `due_at` of their first touchpoint; those whose window ends after "
+        f"the last input event read ({until}) are not measured yet.",
         numeric_from=2,
     )
     rows = _Table(
@@ -722,10 +724,13 @@ def uplift_tables(uplift: Uplift) -> list[_Table]:
         tuple(_uplift_cells(row) for row in uplift.rows),
         f"What each customer did within {window} of the touchpoint. Rates in percent, uplift in "
         "percentage points (pts), revenue as the mean per touchpoint in minor units. Intervals: "
-        "Newcombe's score interval for rates, Welch's (normal approximation) for means, Katz's log "
-        "interval for the relative uplift. Verdicts are Holm-adjusted across every comparison in "
-        "this report, so that one in twenty null effects does not read as a finding; an interval "
-        "that just excludes zero can still say no measurable effect.",
+        "Newcombe's score interval for rates, Welch's (normal approximation) for means; for the "
+        "relative uplift Katz's log interval (rates) and the delta method (means). Verdicts come "
+        "from the two-proportion z-test (Welch's for means), Holm-adjusted across every comparison "
+        "in this report, so that one in twenty null effects does not read as a finding: an "
+        "interval that just excludes zero can still say no measurable effect. Each customer counts "
+        "once per row, from their first touchpoint in it. The rating is of those who gave "
+        "feedback in the window, and whether they did may itself be what the message changed.",
         numeric_from=3,
     )
     return [groups, rows]

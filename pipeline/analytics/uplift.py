@@ -5,14 +5,22 @@ which carry ``due_at`` for outcomes written before it was on them) and what cust
 the input topics (:class:`Behaviour`), and returns an :class:`Uplift`.
 
 Who is compared
-    *Treated*: touchpoints that were dispatched (delivered or not: what the journey decided, not
-    what a provider managed). *Held out*: touchpoints that ended SUPPRESSED with reason
-    ``holdout``. The engine holds a customer out only after every other check passed (conditions,
-    consent, quiet hours, caps), so both groups are "would have been sent", and only the hash of
-    the customer id decided between them. Touchpoints suppressed for any other reason are neither.
-    A customer held out by the global holdout counts for each step as held out; the row
-    "all engagement and marketing" compares every non-transactional touchpoint with the global
-    holdout alone.
+    Customers, each once per comparison, from their first touchpoint in it (the hash assigns
+    customers, not touchpoints; counting a customer's every order would count their next order
+    several times and narrow the intervals falsely). *Treated*: the touchpoint was dispatched
+    (delivered or not: what the journey decided, not what a provider managed). *Held out*: it
+    ended SUPPRESSED with reason ``holdout``. The engine holds a customer out only after every
+    other check passed (conditions, consent, quiet hours, caps; a held-out touchpoint counts
+    against the caps as a sent one would), so both groups "would have been sent", and only the
+    hash decided between them. Touchpoints suppressed for any other reason are in neither group.
+
+    A *step* holdout compares that step's touchpoints. A *journey* holdout compares runs of the
+    journey (one trigger, one order) from the first touchpoint that went or was held out: a later
+    step's own touchpoints would differ between the groups by what the earlier steps changed (a
+    customer the push brought back is no longer "quiet" for the email). The row "all engagement and
+    marketing" compares the customers of the global holdout with everyone else, from their first
+    engagement or marketing touchpoint. Customers held out globally are in no journey's or step's
+    comparison: they also miss every other journey.
 
 What is measured
     For each touchpoint, what its customer did in the ``window`` after its ``due_at`` (when it
@@ -68,7 +76,7 @@ RETURNS = Metric("returns", "returns and refunds", -1)
 SETUP = Metric("setup_completed", "setups completed", +1)
 FEEDBACK = Metric("feedback_submitted", "feedback given", +1)
 SUPPORT = Metric("support_requested", "support requests", -1)
-RATING = Metric("rating", "the rating given", +1, mean=True)
+RATING = Metric("rating", "the rating given (of those who gave feedback)", +1, mean=True)
 RATES = (REPEAT_PURCHASE, RETURNS, SETUP, FEEDBACK, SUPPORT)
 
 
@@ -188,6 +196,20 @@ def headlines(uplift: Uplift) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class _Touch:
+    """One touchpoint as the comparison sees it."""
+
+    customer: str
+    journey: str
+    step: str
+    priority: str
+    due: datetime
+    instance: tuple[str, str, str, datetime]  # customer, journey, order, trigger: one journey run
+    treated: bool  # dispatched
+    holdout: str  # "" (not held out), "journey", "step" or "global"
+
+
 def measure(
     outcomes: Iterable[Mapping[str, Any]],
     behaviour: Behaviour,
@@ -195,68 +217,103 @@ def measure(
     *,
     window: timedelta = DEFAULT_WINDOW,
 ) -> Uplift:
-    """Compare treated and held-out touchpoints of every step that has any held out."""
+    """Compare treated and held-out customers of every journey, step or global holdout."""
     if window <= timedelta(0):
         raise ValueError(f"the window must be longer than 0, not {window}")
-    due: dict[str, datetime] = {}
-    steps: dict[str, tuple[str, str, str]] = {}  # touchpoint -> (journey, step, priority)
-    treated: set[str] = set()
-    held: dict[str, str] = {}  # touchpoint -> the holdout's detail
-    customer: dict[str, str] = {}
+    touches = _touches(outcomes, dispatched)
+    until = behaviour.observed_until
+    units: dict[tuple[str, str], tuple[dict[str, _Touch], dict[str, _Touch]]] = {}
+
+    def first(side: dict[str, _Touch], touch: _Touch) -> None:
+        known = side.get(touch.customer)
+        if known is None or touch.due < known.due:
+            side[touch.customer] = touch  # each customer counts once: from their first
+
+    def unit(journey: str, step: str) -> tuple[dict[str, _Touch], dict[str, _Touch]]:
+        return units.setdefault((journey, step), ({}, {}))
+
+    decided = [t for t in touches if t.treated or t.holdout]
+    # A step holdout: that step's touchpoints, treated or held out of the step.
+    held_steps = {(t.journey, t.step) for t in decided if t.holdout == "step"}
+    for touch in decided:
+        if (touch.journey, touch.step) in held_steps and touch.holdout in ("", "step"):
+            first(unit(touch.journey, touch.step)[touch.holdout == "step"], touch)
+    # A journey holdout: each run of the journey from its first touchpoint that went or was held
+    # out. Later steps could differ between the groups by what the earlier ones changed (a
+    # customer back in the app is no longer "quiet"), so the run is measured from its start.
+    held_journeys = {t.journey for t in decided if t.holdout == "journey"}
+    runs: dict[tuple[str, str, str, datetime], _Touch] = {}
+    for touch in decided:
+        if touch.journey in held_journeys and touch.holdout in ("", "journey"):
+            known = runs.get(touch.instance)
+            if known is None or touch.due < known.due:
+                runs[touch.instance] = touch
+    for journey in sorted(held_journeys):
+        started = [t for t in runs.values() if t.journey == journey]
+        names = {t.step for t in started}
+        label = names.pop() if len(names) == 1 else "whole journey"
+        sides = unit(journey, label)
+        for touch in started:
+            first(sides[touch.holdout == "journey"], touch)
+    # The global holdout: customers held out of everything that keeps in touch, against everyone
+    # else, each from their first such touchpoint that went or was held out.
+    if any(t.holdout == "global" for t in decided):
+        sides = unit(GLOBAL_JOURNEY, GLOBAL_STEP)
+        for touch in decided:
+            if touch.priority != "TRANSACTIONAL":
+                first(sides[touch.holdout == "global"], touch)
+    for treated, held in units.values():
+        for customer in set(treated) & set(held):  # the key changed during the records read
+            del treated[customer], held[customer]
+
+    def group(side: dict[str, _Touch]) -> Group:
+        measured = sorted((t.customer, t.due) for t in side.values() if _closed(t, until, window))
+        return Group(tuple(measured), len(side) - len(measured))
+
+    step_groups = tuple(
+        StepGroups(key[0], key[1], group(units[key][0]), group(units[key][1]))
+        for key in sorted(units, key=_step_order)
+    )
+    rows = [row for unit in step_groups for row in _rows(unit, behaviour, window)]
+    return Uplift(window, until, step_groups, _judged(rows))
+
+
+def _closed(touch: _Touch, until: datetime | None, window: timedelta) -> bool:
+    return until is not None and touch.due + window <= until
+
+
+def _touches(
+    outcomes: Iterable[Mapping[str, Any]], dispatched: Iterable[Mapping[str, Any]]
+) -> list[_Touch]:
+    """Every touchpoint once (the first record wins), with how it ended for the comparison."""
+    found: dict[str, _Touch] = {}
     for command in dispatched:
-        touchpoint = command["touchpoint_id"]
-        treated.add(touchpoint)
-        due.setdefault(touchpoint, command["due_at"])
-        steps.setdefault(touchpoint, (command["journey"], command["step"], command["priority"]))
-        customer.setdefault(touchpoint, command["customer_id"])
+        if command["touchpoint_id"] not in found:
+            found[command["touchpoint_id"]] = _touch(command, command["due_at"], True, "")
     decided: set[str] = set()
     for outcome in outcomes:
         touchpoint = outcome["touchpoint_id"]
         if touchpoint in decided:
             continue  # a redelivered outcome: the first one counts
         decided.add(touchpoint)
-        steps.setdefault(touchpoint, (outcome["journey"], outcome["step"], outcome["priority"]))
-        customer.setdefault(touchpoint, outcome["customer_id"])
-        when = outcome.get("due_at") or due.get(touchpoint) or outcome["occurred_at"]
-        due[touchpoint] = when
-        if outcome.get("dispatched_at") is not None:
-            treated.add(touchpoint)
-        elif outcome["status"] == "SUPPRESSED" and outcome.get("reason") == "holdout":
-            held[touchpoint] = outcome.get("detail") or ""
+        known = found.get(touchpoint)
+        due = outcome.get("due_at") or (known.due if known else outcome["occurred_at"])
+        treated = known is not None or outcome.get("dispatched_at") is not None
+        holdout = ""
+        if not treated and outcome["status"] == "SUPPRESSED" and outcome.get("reason") == "holdout":
+            detail = outcome.get("detail") or ""
+            holdout = next((k for k in ("global", "step", "journey") if detail.startswith(k)), "")
+            holdout = holdout or "journey"
+        found[touchpoint] = _touch(outcome, due, treated, holdout)
+    return list(found.values())
 
-    until = behaviour.observed_until
-    groups: dict[tuple[str, str], tuple[list[tuple[str, datetime]], list[tuple[str, datetime]]]]
-    groups = defaultdict(lambda: ([], []))
-    open_count: dict[tuple[str, str, int], int] = defaultdict(int)
 
-    def place(key: tuple[str, str], touchpoint: str, side: int) -> None:
-        moment = due[touchpoint]
-        if until is None or moment + window > until:
-            open_count[(*key, side)] += 1
-        else:
-            groups[key][side].append((customer[touchpoint], moment))
-
-    measured = {steps[t][:2] for t in held}
-    global_held = {t for t, detail in held.items() if detail.startswith("global")}
-    for touchpoint in sorted(treated | set(held)):
-        journey, step, priority = steps[touchpoint]
-        side = 1 if touchpoint in held and touchpoint not in treated else 0
-        if (journey, step) in measured:
-            place((journey, step), touchpoint, side)
-        if global_held and priority != "TRANSACTIONAL" and (side == 0 or touchpoint in global_held):
-            place((GLOBAL_JOURNEY, GLOBAL_STEP), touchpoint, side)
-
-    step_groups = tuple(
-        StepGroups(
-            key[0],
-            key[1],
-            Group(tuple(groups[key][0]), open_count[(*key, 0)]),
-            Group(tuple(groups[key][1]), open_count[(*key, 1)]),
-        )
-        for key in sorted(set(groups) | {(j, s) for j, s, _ in open_count}, key=_step_order)
-    )
-    rows = [row for unit in step_groups for row in _rows(unit, behaviour, window)]
-    return Uplift(window, until, step_groups, _judged(rows))
+def _touch(record: Mapping[str, Any], due: datetime, treated: bool, holdout: str) -> _Touch:
+    customer = record["customer_id"]
+    instance = (customer, record["journey"], record.get("order_id") or "",
+                record.get("trigger_occurred_at") or due)  # fmt: skip
+    return _Touch(customer, record["journey"], record["step"], record["priority"], due, instance,
+                  treated, holdout)  # fmt: skip
 
 
 def _step_order(key: tuple[str, str]) -> tuple[bool, str, str]:

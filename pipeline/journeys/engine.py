@@ -532,18 +532,15 @@ class JourneyEngine:
                     cancel(Outcome.SUPPRESSED, "frequency_cap"),
                     None,
                 )
+            state = evolve(state, engagement_sends=(*sends, now))
             # Last, so that the held-out are those who would have got it: compared with the
-            # ones who did, they measure what it changes. Nothing was sent, so no cap is used.
+            # ones who did, they measure what it changes. It counts against the caps as if it
+            # had gone, so that what comes next is capped alike in both groups.
             holdout = self.book.holdouts.reason(
                 state.customer_id, touchpoint.journey, touchpoint.step, touchpoint.priority
             )
             if holdout is not None:
-                return (
-                    evolve(state, engagement_sends=sends),
-                    cancel(Outcome.SUPPRESSED, "holdout", holdout),
-                    None,
-                )
-            state = evolve(state, engagement_sends=(*sends, now))
+                return state, cancel(Outcome.SUPPRESSED, "holdout", holdout), None
         recipient = Recipient(
             email=state.contact.email,
             phone=state.contact.phone,

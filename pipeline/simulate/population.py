@@ -40,7 +40,9 @@ What the messages really do
     (:data:`SUPPORT_WITHOUT_HELP` against :data:`SUPPORT_WITH_HELP`) and doubles the chance they
     finish setup. Product education and re-engagement change nothing that the report measures.
     Customers in a journey's holdout group (``Plan.holdouts``, the journeys file's) never get the
-    message, so none of this happens to them.
+    message, so none of this happens to them; the others react as if they got it (the simulator
+    knows the holdout groups, not the frequency caps or the channels, which only dilutes the
+    effects). Being held out of one journey changes nothing else in a customer's life.
 
 How it stays small
     Customers are generated one at a time, in the order of their arrival, and their events are
@@ -526,9 +528,11 @@ class _Planner:
         self.end = origin + end_ms * MILLISECOND
         self.arrival = origin + arrival_ms * MILLISECOND
         self.rng = random.Random(f"aftercare-simulate:{plan.seed}:{index}")
-        # The planted effects draw from a stream of their own: a life without them is the same.
-        self.response = random.Random(f"aftercare-simulate-response:{plan.seed}:{index}")
-        self.loyalty = self.response.betavariate(2, 5)
+        # Each planted effect draws from a stream of its own: whether a customer is held out of
+        # one changes nothing else in their life.
+        self.help_stream = random.Random(f"aftercare-simulate-help:{plan.seed}:{index}")
+        self.offer_stream = random.Random(f"aftercare-simulate-offer:{plan.seed}:{index}")
+        self.loyalty = self.offer_stream.betavariate(2, 5)
         customer = _customer_id(plan.seed, index)
         self.helped = _gets(plan.holdouts, customer, "need_help", "offer", Priority.ENGAGEMENT)
         self.offered = _gets(plan.holdouts, customer, "cross_sell", "offer", Priority.MARKETING)
@@ -763,10 +767,9 @@ class _Planner:
                         finished = True
                     else:  # stalled: finished after the offer of help, more often with it
                         chance = SETUP_WITH_HELP if self.helped else SETUP_WITHOUT_HELP
-                        if rng.random() < chance:
-                            completed = self.awake(delivered + rng.uniform(3.2, 7) * DAY)
-                            if self.app_at(completed):
-                                self.emit(completed, "SETUP_COMPLETED", order)
+                        completed = self.awake(delivered + rng.uniform(3.2, 7) * DAY)
+                        if rng.random() < chance and self.app_at(completed):
+                            self.emit(completed, "SETUP_COMPLETED", order)
             if not finished:  # stalled, or never started
                 self.stalled(order, delivered, basket)
 
@@ -788,15 +791,14 @@ class _Planner:
 
     def stalled(self, order: int, delivered: datetime, basket: _Basket) -> None:
         """Setup not done when help is offered: the customer may ask support the week after."""
+        rng = self.help_stream
         chance = SUPPORT_WITH_HELP if self.helped else SUPPORT_WITHOUT_HELP
-        if self.response.random() >= chance:
-            return
-        offer = delivered + NEED_HELP_DELAY
-        asked = self.awake(offer + self.response.uniform(0.2, 6.5) * DAY)
-        if self.app_at(asked):
-            about = {line.product.category for line in basket.lines}
-            comments = [c for c, category in _SUPPORT_COMMENTS if category in about]
-            self.emit(asked, "SUPPORT_REQUESTED", order, arg=self.response.choice(comments or [14]))
+        asks = rng.random() < chance
+        asked = self.awake(delivered + NEED_HELP_DELAY + rng.uniform(0.2, 6.5) * DAY, rng)
+        about = {line.product.category for line in basket.lines}
+        comment = rng.choice([c for c, category in _SUPPORT_COMMENTS if category in about] or [14])
+        if asks and self.app_at(asked):
+            self.emit(asked, "SUPPORT_REQUESTED", order, arg=comment)
 
     def cross_sell(self) -> None:
         """The offer a month after each delivery: some customers order again within a week."""
@@ -805,14 +807,15 @@ class _Planner:
         for done in list(self.delivered):
             if done.returned_at is not None or self.orders >= MAX_ORDERS:
                 continue
-            if self.response.random() >= CROSS_SELL_PULL * self.loyalty:
+            rng = self.offer_stream
+            if rng.random() >= CROSS_SELL_PULL * self.loyalty:
                 continue
-            placed = self.awake(done.at + CROSS_SELL_DELAY + self.response.uniform(0.5, 6) * DAY)
+            placed = self.awake(done.at + CROSS_SELL_DELAY + rng.uniform(0.5, 6) * DAY, rng)
             if placed >= self.end:
                 continue
             self.orders += 1
-            # Planned with the response stream too: the rest of the life stays as it was.
-            self.rng, main = self.response, self.rng
+            # Planned with the offer's stream too: the rest of the life stays as it was.
+            self.rng, main = rng, self.rng
             try:
                 self.order(self.orders, placed)
             finally:
@@ -862,13 +865,13 @@ class _Planner:
 
     # -- time ----------------------------------------------------------------------------------
 
-    def awake(self, at: datetime) -> datetime:
+    def awake(self, at: datetime, rng: random.Random | None = None) -> datetime:
         """``at``, or the next morning if the customer is asleep then (before 7, after 23)."""
         local = at.astimezone(self.zone)
         if 7 <= local.hour < 23:
             return at
         day = local.date() if local.hour < 7 else local.date() + DAY
-        return _local(day, 7 * 60 + self.rng.uniform(0, 150), self.zone)
+        return _local(day, 7 * 60 + (rng or self.rng).uniform(0, 150), self.zone)
 
     def warehouse(self, at: datetime) -> datetime:
         """``at``, or when the warehouse next works (Monday to Saturday, 8 to 20, Berlin)."""

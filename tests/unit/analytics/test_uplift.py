@@ -132,6 +132,38 @@ def test_a_dispatch_without_an_outcome_is_treated_and_steps_without_a_holdout_ar
     assert [c for c, _ in uplift.steps[0].treated.exposures] == ["v"]
 
 
+def test_each_customer_counts_once_from_their_first_touchpoint() -> None:
+    outcomes = [sent("a", due_day=5), sent("a", due_day=1), held("b", due_day=2), held("b")]
+    (unit,) = measure(outcomes, behaviour()).steps
+    assert unit.treated.exposures == (("a", T0 + DAY),)
+    assert unit.held_out.exposures == (("b", T0),)
+
+
+def test_a_journey_holdout_is_measured_from_the_start_of_each_run() -> None:
+    run = {"order_id": "o1", "trigger_occurred_at": T0 - DAY, "journey": "reengagement",
+           "priority": "ENGAGEMENT"}  # fmt: skip
+    outcomes = [
+        {**sent("a", due_day=0, **run), "step": "push"},
+        {**sent("a", due_day=7, **run), "step": "email"},
+        {**held("b", due_day=0, **run), "step": "push"},
+        {**held("b", due_day=7, **run), "step": "email"},
+        {**held("c", due_day=7, **run), "step": "email"},  # its push was capped: starts here
+    ]
+    uplift = measure(outcomes, behaviour())
+    (unit,) = uplift.steps
+    assert (unit.journey, unit.step) == ("reengagement", "whole journey")
+    assert unit.treated.exposures == (("a", T0),)
+    assert unit.held_out.exposures == (("b", T0), ("c", T0 + 7 * DAY))
+
+
+def test_a_step_holdout_compares_that_step() -> None:
+    outcomes = [sent("a"), held("b", detail="step holdout 20%"), held("c", journey="need_help")]
+    steps = {(u.journey, u.step): u for u in measure(outcomes, behaviour()).steps}
+    assert [c for c, _ in steps[("cross_sell", "offer")].treated.exposures] == ["a"]
+    assert [c for c, _ in steps[("cross_sell", "offer")].held_out.exposures] == ["b"]
+    assert [c for c, _ in steps[("need_help", "offer")].held_out.exposures] == ["c"]
+
+
 def test_touchpoints_whose_window_is_still_open_are_counted_not_measured() -> None:
     outcomes = [sent("a", due_day=1), sent("b", due_day=25), held("c", due_day=28)]
     (unit,) = measure(outcomes, behaviour(until_day=30)).steps
@@ -179,7 +211,7 @@ def test_a_real_difference_reads_as_a_finding_and_a_small_one_does_not() -> None
     assert headlines(uplift)[0].startswith("cross_sell.offer (400 treated, 400 held out): raises")
 
 
-def test_the_global_holdout_is_compared_with_every_engagement_touchpoint() -> None:
+def test_the_global_holdout_is_compared_with_every_other_customer() -> None:
     outcomes = [
         sent("a", journey="cross_sell"),
         sent("b", journey="need_help", priority="ENGAGEMENT"),
@@ -189,8 +221,12 @@ def test_the_global_holdout_is_compared_with_every_engagement_touchpoint() -> No
     ]
     uplift = measure(outcomes, behaviour())
     (everything,) = [u for u in uplift.steps if u.journey == GLOBAL_JOURNEY]
-    assert sorted(c for c, _ in everything.treated.exposures) == ["a", "b"]
+    # Not globally held out: in the global comparison's treated group, journey holdout or not.
+    assert sorted(c for c, _ in everything.treated.exposures) == ["a", "b", "e"]
     assert [c for c, _ in everything.held_out.exposures] == ["d"]
+    # ... and the globally held out are in no journey's comparison.
+    (need_help,) = [u for u in uplift.steps if u.journey == "need_help"] or [None]
+    assert need_help is None
 
 
 def test_the_report_gets_an_uplift_section_and_chart(tmp_path: Path) -> None:

@@ -196,13 +196,15 @@ def test_the_customer_just_outside_the_share_gets_it() -> None:
     assert ("product_education", "SUPPRESSED", "holdout") not in run.cancelled()
 
 
-def test_a_holdout_does_not_use_the_frequency_cap() -> None:
-    # product_education (day 1) is held out, so need_help (day 3) is the first engagement send.
-    run = _delivered(_holding("product_education", held=True))
-    run.advance(5 * DAY)
-    assert "need_help" in run.sent_journeys()
-    assert run.state is not None
-    assert len(run.state.engagement_sends) == 1
+def test_a_holdout_counts_against_the_frequency_cap_as_a_send_would() -> None:
+    # So that what comes next is capped alike, held out or not: product_education (day 1) held
+    # out, need_help (day 3) sent, two engagement touchpoints counted either way.
+    for held in (True, False):
+        run = _delivered(_holding("product_education", held=held))
+        run.advance(5 * DAY)
+        assert "need_help" in run.sent_journeys()
+        assert run.state is not None
+        assert len(run.state.engagement_sends) == 2
 
 
 def test_a_customer_who_would_not_get_it_anyway_is_not_counted_as_held_out() -> None:

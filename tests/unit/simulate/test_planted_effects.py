@@ -10,6 +10,7 @@ report compared, is the effect the report's interval has to contain.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
@@ -113,16 +114,31 @@ def test_no_other_outcome_of_the_planted_journeys_reads_as_a_finding(uplift: Upl
     assert ("cross_sell", REPEAT_PURCHASE.name) in findings
 
 
+def _lives(journey: str, share: int) -> Counter[tuple[object, ...]]:
+    plan = replace(PLAN, customers=600, holdouts=Holdouts(journeys={journey: share}))
+    return Counter(
+        (e.at, e.customer_id, e.record.get("type"), e.record.get("order_id"))
+        for e in simulate(plan)
+    )
+
+
 def test_the_simulated_world_does_not_react_to_the_journeys_without_an_effect() -> None:
     for journey in ("product_education", "reengagement"):
-        planned = [
-            [(e.at, e.record["event_id"], e.record.get("type")) for e in simulate(plan)]
-            for plan in (
-                replace(PLAN, customers=300, holdouts=Holdouts(journeys={journey: 0})),
-                replace(PLAN, customers=300, holdouts=Holdouts(journeys={journey: BASIS_POINTS})),
-            )
-        ]
-        assert planned[0] == planned[1]
+        assert _lives(journey, 0) == _lives(journey, BASIS_POINTS)
+
+
+def test_being_held_out_changes_only_what_the_journey_changes() -> None:
+    helped, alone = _lives("need_help", 0), _lives("need_help", BASIS_POINTS)
+    changed = (helped - alone) + (alone - helped)
+    assert changed
+    assert {kind for _, _, kind, _ in changed} == {"SETUP_COMPLETED", "SUPPORT_REQUESTED"}
+
+    offered, not_offered = _lives("cross_sell", 0), _lives("cross_sell", BASIS_POINTS)
+    assert not not_offered - offered  # nothing happens only without the offer
+    extra = offered - not_offered
+    orders = {order for _, _, kind, order in extra if kind == "ORDER_PLACED"}
+    assert orders
+    assert {order for _, _, _, order in extra} == orders  # only the orders the offer brought
 
 
 def test_every_rate_is_compared_for_every_held_out_step(uplift: Uplift) -> None:
@@ -130,8 +146,7 @@ def test_every_rate_is_compared_for_every_held_out_step(uplift: Uplift) -> None:
     assert steps == {
         ("product_education", "tips"),
         ("need_help", "offer"),
-        ("reengagement", "push"),
-        ("reengagement", "email"),
+        ("reengagement", "whole journey"),  # runs start with the push, or the email without it
         ("cross_sell", "offer"),
     }
     for journey, step in steps:
