@@ -131,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     senders.set_defaults(handler=_senders)
 
+    preferences = commands.add_parser(
+        "preferences-api",
+        help="the preferences service: one-click unsubscribe pages and the preferences API",
+        description="Serve the signed one-click unsubscribe links of engagement and marketing "
+        "mail (RFC 8058) and a JSON API for one customer's consent and opt-ins on "
+        "AFTERCARE_PREFERENCES_PORT; every change is published to the preferences topic as the "
+        "customer's complete record.",
+    )
+    preferences.set_defaults(handler=_preferences)
+
     run = commands.add_parser(
         "run",
         help="the main job: what `make run` runs",
@@ -341,10 +351,16 @@ def _senders(settings: Settings, args: argparse.Namespace) -> int:
     return run_senders(settings)
 
 
+def _preferences(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.preferences.service import run_preferences
+
+    return run_preferences(settings)
+
+
 def _config(settings: Settings, args: argparse.Namespace) -> int:
     for variable in VARIABLES:
         value = os.environ.get(variable.name, "")
-        if "PASSWORD" in variable.name and value:
+        if ("PASSWORD" in variable.name or variable.name.endswith("_KEY")) and value:
             value = "***"
         shown = value or (f"{variable.default} (default)" if variable.default else "(empty)")
         print(f"{variable.name}={shown}\n    {variable.doc}")

@@ -15,12 +15,13 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pipeline.clock import AcceleratedClock, Clock, SystemClock
 from pipeline.names import CUSTOMERS_TABLE, INPUT_ROLES, TopicRole
+from pipeline.preferences.tokens import Signer, UnsubscribeLinks
 
 
 class ConfigError(ValueError):
@@ -213,9 +214,25 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("AFTERCARE_EMAIL_FROM", "Aftercare <care@shop.example>", "From: of every email."),
     Variable(
         "AFTERCARE_UNSUBSCRIBE_URL",
-        "https://shop.example/preferences?customer={customer_id}&touchpoint={touchpoint_id}",
-        "One-click unsubscribe link in engagement and marketing mail ({customer_id}, "
-        "{touchpoint_id} are filled in).",
+        "http://127.0.0.1:6068",
+        "Public base URL of the preferences service (`aftercare preferences-api`): engagement and "
+        "marketing mail carries <this>/unsubscribe?token=... as its one-click unsubscribe link.",
+    ),
+    Variable(
+        "AFTERCARE_UNSUBSCRIBE_DAYS",
+        "90",
+        "Days after the message was due that its unsubscribe link still works.",
+    ),
+    Variable(
+        "AFTERCARE_PREFERENCES_KEY",
+        "sandbox-preferences-key",
+        "Secret that signs unsubscribe and preference links (the senders sign, the preferences "
+        "service verifies: give both the same). Set a long random one in production.",
+    ),
+    Variable(
+        "AFTERCARE_PREFERENCES_PORT",
+        "6068",
+        "HTTP port of the preferences service (unsubscribe pages, preferences API, health).",
     ),
     Variable("AFTERCARE_SMS_BASE_URL", "http://127.0.0.1:8025/twilio", "Twilio-shaped SMS API."),
     Variable("AFTERCARE_SMS_ACCOUNT_SID", "ACsandbox", "SMS account SID (Basic auth user)."),
@@ -340,6 +357,9 @@ class Settings:
     sender_max_seconds_per_channel: float
     sender_rate_per_second: float
     sender_dedupe_hours: float
+    preferences_port: int
+    preferences_key: str = field(repr=False)
+    unsubscribe_days: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -456,6 +476,17 @@ class Settings:
             sender_max_seconds_per_channel=_number(get, "AFTERCARE_SENDER_MAX_SECONDS_PER_CHANNEL"),
             sender_rate_per_second=_number(get, "AFTERCARE_SENDER_RATE_PER_SECOND"),
             sender_dedupe_hours=_number(get, "AFTERCARE_SENDER_DEDUPE_HOURS"),
+            preferences_port=_port(get, "AFTERCARE_PREFERENCES_PORT"),
+            preferences_key=get("AFTERCARE_PREFERENCES_KEY"),
+            unsubscribe_days=_positive(get, "AFTERCARE_UNSUBSCRIBE_DAYS"),
+        )
+
+    def unsubscribe_links(self) -> UnsubscribeLinks:
+        """How the senders build each email's signed one-click unsubscribe link."""
+        return UnsubscribeLinks(
+            self.channels.unsubscribe_url,
+            Signer(self.preferences_key),
+            timedelta(days=self.unsubscribe_days),
         )
 
     def clock(self) -> Clock:
@@ -547,7 +578,15 @@ def _channel_settings(get: Any) -> ChannelSettings:
     tls = get("AFTERCARE_SMTP_TLS").lower()
     if tls not in ("none", "starttls", "implicit"):
         raise ConfigError(f"AFTERCARE_SMTP_TLS={tls!r} is not none, starttls or implicit.")
-    for name in ("SMS_BASE_URL", "WHATSAPP_BASE_URL", "PUSH_BASE_URL", "WEBHOOK_URL"):
+    unsubscribe = get("AFTERCARE_UNSUBSCRIBE_URL")
+    if "{" in unsubscribe:
+        raise ConfigError(
+            f"AFTERCARE_UNSUBSCRIBE_URL={unsubscribe!r} has placeholders; it is now the public "
+            "base URL of `aftercare preferences-api` (like https://preferences.shop.example), and "
+            "each link is <base>/unsubscribe?token=..."
+        )
+    for name in ("UNSUBSCRIBE_URL", "SMS_BASE_URL", "WHATSAPP_BASE_URL", "PUSH_BASE_URL",
+                 "WEBHOOK_URL"):  # fmt: skip
         url = get(f"AFTERCARE_{name}")
         if not url.startswith(("https://", "http://")):
             raise ConfigError(f"AFTERCARE_{name}={url!r} is not an http(s) URL.")

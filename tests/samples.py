@@ -89,6 +89,7 @@ def preferences(**overrides: Any) -> dict[str, Any]:
         "occurred_at": T0 - timedelta(days=30),
         "consent": {"email": True, "sms": True, "whatsapp": False, "push": True, "in_app": True},
         "marketing_opt_in": False,
+        "unsubscribed": [],
         "quiet_hours": {"start_minute": 22 * 60, "end_minute": 8 * 60},
         "timezone": "Europe/Berlin",
         "locale": "de-DE",

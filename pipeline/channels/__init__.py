@@ -64,7 +64,6 @@ def build_senders(
                 password=c.smtp_password,
                 sender=c.email_from,
                 pool_size=c.smtp_pool_size,
-                unsubscribe_url=c.unsubscribe_url,
             ),
             clock,
         ),

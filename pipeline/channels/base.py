@@ -40,6 +40,7 @@ class Message:
     html: str | None
     locale: str
     command: dict[str, Any]  # the whole TouchpointCommand, for structured channels
+    unsubscribe_url: str | None = None  # email: its one-click link (the body offers the same)
 
 
 @dataclass(frozen=True)

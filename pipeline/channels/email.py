@@ -2,9 +2,10 @@
 
 Each message is multipart text + HTML. Its Message-ID is derived from the touchpoint id, so a
 message that is sent again (after a crash) carries the same Message-ID and mail systems can fold
-the copies. Engagement and marketing mail carries ``List-Unsubscribe`` with an https link and
-``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058), as the large mailbox providers
-require of bulk senders. A CR or LF in a subject or address is refused before anything is sent.
+the copies. Engagement and marketing mail carries ``List-Unsubscribe`` with its signed one-click
+link (the one its body offers, made by the renderer) and ``List-Unsubscribe-Post:
+List-Unsubscribe=One-Click`` (RFC 8058), as the large mailbox providers require of bulk senders.
+A CR or LF in a subject or address is refused before anything is sent.
 
 SMTP replies map to outcomes: 4xx is retryable, 5xx permanent; a dropped or refused connection is
 retryable (the connection is discarded and a new one is opened next time).
@@ -53,9 +54,6 @@ class SmtpSettings:
     sender: str  # "Shop care <care@shop.example>"
     pool_size: int = 4
     timeout: float = 30.0
-    unsubscribe_url: str = (
-        "https://shop.example/preferences?customer={customer_id}&touchpoint={touchpoint_id}"
-    )
     cafile: str = ""
 
 
@@ -144,11 +142,8 @@ class EmailSender:
         email["Message-ID"] = self._message_id(message)
         email["X-Aftercare-Touchpoint"] = message.touchpoint_id
         email["X-Aftercare-Journey"] = f"{message.journey}.{message.step}"
-        if message.priority is not Priority.TRANSACTIONAL:
-            url = self._settings.unsubscribe_url.format(
-                customer_id=message.customer_id, touchpoint_id=message.touchpoint_id
-            )
-            email["List-Unsubscribe"] = f"<{url}>"
+        if message.priority is not Priority.TRANSACTIONAL and message.unsubscribe_url:
+            email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
             email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email.set_content(message.text)
         if message.html:
@@ -286,11 +281,8 @@ class _Composer:
             ("X-Aftercare-Touchpoint", message.touchpoint_id),
             ("X-Aftercare-Journey", f"{message.journey}.{message.step}"),
         ]
-        if message.priority is not Priority.TRANSACTIONAL:
-            url = settings.unsubscribe_url.format(
-                customer_id=message.customer_id, touchpoint_id=message.touchpoint_id
-            )
-            headers.append(("List-Unsubscribe", f"<{url}>"))
+        if message.priority is not Priority.TRANSACTIONAL and message.unsubscribe_url:
+            headers.append(("List-Unsubscribe", f"<{message.unsubscribe_url}>"))
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         for _, value in headers:
             if "\r" in value or "\n" in value or _has_surrogates(value):

@@ -290,6 +290,7 @@ class JourneyEngine:
                 marketing_opt_in=event.marketing_opt_in,
                 quiet_hours=event.quiet_hours,
                 updated_at=event.occurred_at,
+                unsubscribed=event.unsubscribed,
             ),
         )
         return _with_contact(

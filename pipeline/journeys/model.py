@@ -158,6 +158,7 @@ class PreferencesEvent:
     occurred_at: datetime
     consent: Consent
     marketing_opt_in: bool = False
+    unsubscribed: tuple[Channel, ...] = ()  # engagement and marketing only; transactional goes
     quiet_hours: QuietHours | None = None
     timezone: str | None = None
     locale: str | None = None
@@ -205,6 +206,8 @@ class Preferences:
     marketing_opt_in: bool = False
     quiet_hours: QuietHours | None = None
     updated_at: datetime | None = None  # event time of the preferences applied; older ones lose
+    # Unsubscribed from these for engagement and marketing (one-click); transactional still goes.
+    unsubscribed: tuple[Channel, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Each is a pure function of the customer's state, the touchpoint and the time:
 
-- consent: a channel is usable only if the customer allows it and we have an address for it;
+- consent: a channel is usable only if the customer allows it and we have an address for it, and
+  for engagement and marketing only if they have not unsubscribed from it (one-click);
 - marketing: needs the customer's marketing opt-in;
 - quiet hours: the channels the journeys file holds for the touchpoint's priority (by default
   SMS, WhatsApp and push for transactional; email too for engagement and marketing) wait until
@@ -23,6 +24,7 @@ from pipeline.journeys.model import (
     Channel,
     Contact,
     CustomerState,
+    Priority,
     QuietHours,
     Touchpoint,
 )
@@ -64,8 +66,11 @@ def usable_channels(
     state: CustomerState, touchpoint: Touchpoint
 ) -> tuple[tuple[Channel, ...], str]:
     """The touchpoint's channels this customer can receive, in its order; or () and why not."""
-    consent = state.preferences.consent
+    preferences = state.preferences
+    consent = preferences.consent
     allowed = [c for c in touchpoint.channels if consent.allows(c)]
+    if preferences.unsubscribed and touchpoint.priority is not Priority.TRANSACTIONAL:
+        allowed = [c for c in allowed if c not in preferences.unsubscribed]
     if not allowed:
         return (), "no_consent"
     usable = tuple(c for c in allowed if has_address(state.contact, c, state.customer_id))

@@ -49,6 +49,9 @@ class Rendered(Protocol):
     @property
     def html(self) -> str | None: ...
 
+    @property
+    def unsubscribe_url(self) -> str | None: ...
+
 
 class Renderer(Protocol):
     def render(
@@ -263,6 +266,7 @@ def _message(
         html=rendered.html,
         locale=command["recipient"]["locale"],
         command=dict(command),
+        unsubscribe_url=rendered.unsubscribe_url,
     )
 
 

@@ -49,7 +49,8 @@ async def _serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     clock = settings.clock()
     schemas = SchemaSet.load()
-    renderer = Renderer()
+    links = settings.unsubscribe_links()
+    renderer = Renderer(unsubscribe_links=links.for_command)
     # Refuse to start on a broken template or a journey step without one, naming file and line.
     renderer.check(load_journeys(settings.journeys_file or None))
     producer = AIOKafkaProducer(

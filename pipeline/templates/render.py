@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -121,6 +121,7 @@ class Rendered:
     subject: str | None
     text: str
     html: str | None
+    unsubscribe_url: str | None = None  # the link an email offered (its List-Unsubscribe too)
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -249,8 +250,10 @@ def _localdate_filter(context: Context, moment: datetime) -> str:
 class Renderer:
     """Renders touchpoint commands from the template files under ``directory``.
 
-    ``default_locale`` is the language used when the recipient's has no file; ``unsubscribe_url``
-    is formatted with ``customer_id`` and ``touchpoint_id`` (URL-quoted) and offered to templates.
+    ``default_locale`` is the language used when the recipient's has no file. Templates are offered
+    ``unsubscribe_url``: ``unsubscribe_links(command)`` when given (the senders give the signed
+    one-click link of :class:`pipeline.preferences.tokens.UnsubscribeLinks`), else
+    ``unsubscribe_url`` formatted with ``customer_id`` and ``touchpoint_id`` (URL-quoted).
     Call :meth:`check` once at start to find broken files before any message needs them.
     """
 
@@ -260,6 +263,7 @@ class Renderer:
         *,
         default_locale: str = "en",
         unsubscribe_url: str = DEFAULT_UNSUBSCRIBE_URL,
+        unsubscribe_links: Callable[[Mapping[str, Any]], str] | None = None,
     ) -> None:
         self.directory = Path(directory) if directory is not None else FILES
         if not self.directory.is_dir():
@@ -282,6 +286,7 @@ class Renderer:
                 f"{{touchpoint_id}}: {exc!r}"
             ) from None
         self.unsubscribe_url = unsubscribe_url
+        self.unsubscribe_links = unsubscribe_links  # when given, it makes each command's link
         self._loader = jinja2.FileSystemLoader(self.directory)
         self._text = ImmutableSandboxedEnvironment(
             loader=self._loader,
@@ -435,9 +440,13 @@ class Renderer:
             "locale": requested,
             "language": language,
             "timezone": zone_name,
-            "unsubscribe_url": self.unsubscribe_url.format(
-                customer_id=quote(str(command["customer_id"]), safe=""),
-                touchpoint_id=quote(str(command["touchpoint_id"]), safe=""),
+            "unsubscribe_url": (
+                self.unsubscribe_links(command)
+                if self.unsubscribe_links is not None
+                else self.unsubscribe_url.format(
+                    customer_id=quote(str(command["customer_id"]), safe=""),
+                    touchpoint_id=quote(str(command["touchpoint_id"]), safe=""),
+                )
             ),
         }
 
@@ -446,7 +455,7 @@ class Renderer:
             subject = _one_line(_block(template, "subject", values))
             text = _block(template, "text", values)
             html = self._html.get_template(str(template.name)).render(values).strip()
-            return Rendered(subject=subject, text=text, html=html)
+            return Rendered(subject, text, html, values["unsubscribe_url"])
         if kind in (Channel.PUSH, Channel.IN_APP):
             title = _one_line(_block(template, "title", values))
             return Rendered(subject=title, text=_block(template, "body", values), html=None)

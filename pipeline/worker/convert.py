@@ -12,6 +12,7 @@ from pipeline.intake import Admitted, Tombstone
 from pipeline.journeys.model import (
     AppUsageEvent,
     CancelTouchpoint,
+    Channel,
     Consent,
     ContactUpdate,
     Event,
@@ -71,6 +72,7 @@ def to_event(taken: Admitted | Tombstone, now: datetime) -> Event:
             *common,
             consent=Consent(**record["consent"]),
             marketing_opt_in=record.get("marketing_opt_in", False),
+            unsubscribed=tuple(Channel(c) for c in record.get("unsubscribed") or ()),
             quiet_hours=QuietHours(**quiet) if quiet else None,
             timezone=record.get("timezone"),
             locale=record.get("locale"),

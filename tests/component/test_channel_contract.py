@@ -137,6 +137,7 @@ def _message(harness: Harness, **overrides: Any) -> Message:
         "html": "<p>Our five-minute <a href='https://shop.example/setup'>setup guide</a></p>",
         "locale": "en",
         "command": command,
+        "unsubscribe_url": "https://preferences.shop.example/unsubscribe?token=signed",
     }
     fields.update(overrides)
     return Message(**fields)
@@ -228,7 +229,7 @@ async def test_engagement_email_has_one_click_unsubscribe_and_a_stable_message_i
         if isinstance(headers, str):
             headers = json.loads(headers)
         assert headers["Message-ID"] == f"<{message.touchpoint_id}@shop.example>"
-        assert headers["List-Unsubscribe"].startswith("<https://")
+        assert headers["List-Unsubscribe"] == f"<{message.unsubscribe_url}>"
         assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert stored["html"]
     await sender.close()

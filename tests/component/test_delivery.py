@@ -25,6 +25,7 @@ class Text:
     subject: str | None
     text: str
     html: str | None
+    unsubscribe_url: str | None = None
 
 
 class Renderer:

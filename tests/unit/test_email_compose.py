@@ -43,10 +43,13 @@ CASES = {
     "plain and html": {},
     "text only": {"html": None},
     "empty html means text only": {"html": ""},
-    "engagement: unsubscribe headers": {"priority": Priority.ENGAGEMENT},
+    "engagement: unsubscribe headers": {
+        "priority": Priority.ENGAGEMENT,
+        "unsubscribe_url": "http://127.0.0.1:6068/unsubscribe?token=eyJjIjoiY3VzdC0xIn0.sig",
+    },
     "unsubscribe url beyond a line": {
         "priority": Priority.MARKETING,
-        "customer_id": "c" * 90,
+        "unsubscribe_url": "https://preferences.shop.example/unsubscribe?token=" + "t" * 180,
     },
     "german subject and body": {
         "subject": "Bestätigung Ihrer Bestellung, danke: „gut“!",

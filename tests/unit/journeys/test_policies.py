@@ -345,3 +345,14 @@ def test_consent_that_never_comes_is_suppressed_once_the_grace_has_passed() -> N
     run.advance(timedelta(minutes=2))
     assert run.cancelled().count(("payment_failed", "SUPPRESSED", "no_consent")) == 1
     assert ("payment_failed", "sms") not in [(s.journey, s.step) for s in run.sent()]
+
+
+def test_an_unsubscribed_channel_carries_no_engagement_but_still_every_receipt() -> None:
+    run = Scenario()
+    run.feed(replace(prefs(in_app=False), unsubscribed=(Channel.EMAIL,)))
+    run.feed(placed())
+    run.feed(parcel("DELIVERED", T0 + DAY))
+    run.advance(2 * DAY)
+    sent = {(s.journey, s.channels) for s in run.sent()}
+    assert ("order_confirmation", ("EMAIL",)) in sent  # transactional: still by email
+    assert ("product_education", "SUPPRESSED", "no_consent") in run.cancelled()
