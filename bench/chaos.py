@@ -60,11 +60,11 @@ from pipeline.codec import SchemaSet
 from pipeline.config import LocalBroker, Settings
 from pipeline.demo.children import Child, Children, ChildSpec
 from pipeline.demo.run import Ports, sandbox_channels
-from pipeline.demo.watch import end_offsets, group_lag, topic_partitions, wait_until
+from pipeline.demo.watch import end_offsets, group_lag, wait_until
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.simulate.population import Plan, count_events, simulate
 from pipeline.simulate.producer import produce
-from pipeline.topics import ensure_topics
+from pipeline.topics import ensure_topics, topic_partitions
 from tests.integration.kafkatools import end_offsets as topic_ends
 from tests.integration.kafkatools import produce_malformed, read_range
 from tests.support import delete_topics_with_prefix, free_ports

@@ -23,10 +23,11 @@ fix; the worker runs the same check at start and refuses to run on a broken layo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -104,6 +105,21 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
         client_id=f"{settings.client_id}-admin", **settings.kafka_client_kwargs()
     )
+
+
+async def topic_partitions(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``, as the cluster describes them."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic.get("partitions") or []
+    ]
 
 
 async def ensure_topics(settings: Settings, *, timeout: float = 30.0) -> list[TopicState]:

@@ -61,7 +61,6 @@ from pipeline.demo.watch import (
     Tally,
     end_offsets,
     group_lag,
-    topic_partitions,
     wait_until,
 )
 from pipeline.journeys.rules import JourneysFileError, load_journeys
@@ -71,7 +70,7 @@ from pipeline.progress import Progress
 from pipeline.sandbox.server import SandboxConfig
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
 from pipeline.simulate.producer import produce
-from pipeline.topics import ensure_topics
+from pipeline.topics import ensure_topics, topic_partitions
 
 # Real seconds from starting the children to the first simulated instant: enough for the worker
 # to join its group and recover its (empty) table on a busy laptop. Simulated time before then
@@ -112,7 +111,12 @@ class Ports:
     senders: int
     sandbox_http: int
     sandbox_smtp: int
+    preferences: int = 6068
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def preferences_url(self) -> str:
+        return f"http://127.0.0.1:{self.preferences}"
 
     @property
     def sandbox_url(self) -> str:
@@ -336,6 +340,13 @@ class Demo:
                 f"http://127.0.0.1:{ports.senders}/health/ready",
             ),
             ChildSpec(
+                "preferences",
+                ["preferences-api"],
+                env,
+                run.log("preferences"),
+                f"{ports.preferences_url}/health/ready",
+            ),
+            ChildSpec(
                 "worker",
                 ["worker"],
                 env,
@@ -351,7 +362,9 @@ class Demo:
             print(f"  {child.name} ready ({time.monotonic() - spawned:.1f} s)", file=self.err)
 
         print(
-            f"starting the sandbox, the senders and the worker (logs in {run.path})", file=self.err
+            f"starting the sandbox, the senders, the preferences service and the worker (logs in "
+            f"{run.path})",
+            file=self.err,
         )
         await children.wait_ready(spawned + options.startup_seconds, ready)
         self.timings["startup"] = time.monotonic() - self.started
@@ -456,6 +469,9 @@ class Demo:
         env["AFTERCARE_SENDERS_PORT"] = str(ports.senders)
         env["AFTERCARE_SANDBOX_HTTP_PORT"] = str(ports.sandbox_http)
         env["AFTERCARE_SANDBOX_SMTP_PORT"] = str(ports.sandbox_smtp)
+        env["AFTERCARE_PREFERENCES_PORT"] = str(ports.preferences)
+        # The links in this run's mail reach this run's preferences service.
+        env["AFTERCARE_UNSUBSCRIBE_URL"] = ports.preferences_url
         env["AFTERCARE_SANDBOX_DB"] = str(run.outbox)
         # Simulated customers are never messaged for real: every channel goes to this run's
         # sandbox, whatever the environment says about providers.
@@ -469,6 +485,7 @@ class Demo:
             f"  senders metrics  {ports.senders_metrics}",
             f"  sandbox outbox   {ports.sandbox_url}/_sandbox/messages  "
             f"(or `aftercare sandbox messages --url {ports.sandbox_url}`)",
+            f"  unsubscribe links in the mail go to {ports.preferences_url}",
         ]
         if lead < 0:
             lines.append(
@@ -685,6 +702,7 @@ def choose_ports(settings: Settings, environ: Mapping[str, str]) -> Ports:
         senders=pick("AFTERCARE_SENDERS_PORT", settings.senders_port),
         sandbox_http=pick("AFTERCARE_SANDBOX_HTTP_PORT", sandbox_http),
         sandbox_smtp=pick("AFTERCARE_SANDBOX_SMTP_PORT", sandbox_smtp),
+        preferences=pick("AFTERCARE_PREFERENCES_PORT", settings.preferences_port),
         notes=notes,
     )
 
@@ -838,7 +856,9 @@ def build_summary(
             "charts": [str(path) for path in files.charts],
         },
         "metrics": {"worker": ports.worker_metrics, "senders": ports.senders_metrics},
-        "logs": {name: str(run.log(name)) for name in ("sandbox", "senders", "worker")},
+        "logs": {
+            name: str(run.log(name)) for name in ("sandbox", "senders", "preferences", "worker")
+        },
         "children": dict(children),
     }
 

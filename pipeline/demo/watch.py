@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,20 +228,6 @@ async def wait_until(condition: Callable[[], bool], deadline: float, poll: float
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(poll)
-
-
-async def topic_partitions(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        for partition in topic.get("partitions") or []
-    ]
 
 
 async def end_offsets(settings: Settings, partitions: list[TopicPartition]) -> Offsets:

@@ -46,7 +46,7 @@ from pipeline.codec import DecodeError, SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.preferences.tokens import CHANNEL_SCOPES, Grant, Signer, TokenError
-from pipeline.topics import check_topics
+from pipeline.topics import check_topics, topic_partitions
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,8 @@ class PreferencesView:
         self._consumer = consumer
         await consumer.start()
         try:
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
+            partitions = await topic_partitions(self.settings, [topic])
             if not partitions:
-                await consumer.stop()
                 raise RuntimeError(f"topic {topic} has no partitions")
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
@@ -475,7 +472,9 @@ async def _serve(settings: Settings) -> int:
     log.info("preferences service on port %d, clock %s", settings.preferences_port, clock.now())
     try:
         done, _ = await asyncio.wait({following, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        failed = following in done and following.exception() is not None
+        failed = (
+            following in done and not following.cancelled() and following.exception() is not None
+        )
         if failed:
             log.error("reading the preferences topic failed: %r", following.exception())
     finally:
