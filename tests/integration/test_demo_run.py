@@ -131,7 +131,7 @@ def _alive(pid: int) -> bool:
 
 def _children_left(run_dir: Path) -> list[str]:
     children = json.loads((run_dir / "children.json").read_text())
-    assert set(children) == {"sandbox", "senders", "worker"}
+    assert set(children) == {"sandbox", "senders", "preferences", "worker"}
     return [name for name, child in children.items() if _alive(child["pid"])]
 
 
