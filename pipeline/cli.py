@@ -30,6 +30,7 @@ from typing import Any
 
 from pipeline import localkafka
 from pipeline.analytics.cli import add_commands as add_analytics_commands
+from pipeline.analytics.customer import add_commands as add_customer_commands
 from pipeline.config import VARIABLES, ConfigError, Settings
 from pipeline.journeys.rules import JourneysFileError
 from pipeline.names import TopicRole
@@ -125,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sandbox_commands(commands)
     add_simulate_commands(commands)
     add_analytics_commands(commands)
+    add_customer_commands(commands)
 
     senders = commands.add_parser(
         "senders", help="the channel senders: dispatch in, messages out, outcomes to deliveries"

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.analytics.customer import as_json, as_text, look_up
 from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
@@ -280,6 +281,21 @@ async def test_the_link_in_a_real_email_unsubscribes_from_engagement_but_not_fro
             topics, deliveries, customer, "order_confirmation", order="o2", timeout=60
         )
         assert (receipt["status"], receipt["channel"]) == ("DELIVERED", "EMAIL")
+
+        # Support asks why: `aftercare customer` answers from the table's changelog and the
+        # customer's partition of deliveries and dispatch.
+        view = await look_up(topics, customer)
+        assert view.state is not None
+        assert [c.value for c in view.state.preferences.unsubscribed] == ["EMAIL"]
+        text = "\n".join(as_text(view))
+        assert "unsubscribed from engagement: EMAIL" in text
+        assert "SUPPRESSED  need_help.offer  -  no_consent" in text
+        assert "DELIVERED  product_education.tips  email" in text
+        assert "ada@example.org" not in text  # addresses masked
+        assert "a***@example.org" in text
+        document = as_json(view)
+        assert document["state"]["contact"]["email"] == "a***@example.org"
+        assert {h["journey"] for h in document["history"]} >= {"need_help", "product_education"}
     finally:
         statuses = [await process.stopped() for process in processes]
     assert statuses == [0, 0, 0], "\n".join(p.tail() for p in processes)
