@@ -359,10 +359,15 @@ def _preferences(settings: Settings, args: argparse.Namespace) -> int:
     return run_preferences(settings)
 
 
+def _secret(name: str) -> bool:
+    """Settings whose values are never printed: passwords, keys, tokens and secrets."""
+    return "PASSWORD" in name or name.endswith(("_KEY", "_TOKEN", "_SECRET"))
+
+
 def _config(settings: Settings, args: argparse.Namespace) -> int:
     for variable in VARIABLES:
         value = os.environ.get(variable.name, "")
-        if ("PASSWORD" in variable.name or variable.name.endswith("_KEY")) and value:
+        if _secret(variable.name) and value:
             value = "***"
         shown = value or (f"{variable.default} (default)" if variable.default else "(empty)")
         print(f"{variable.name}={shown}\n    {variable.doc}")

@@ -230,6 +230,12 @@ VARIABLES: tuple[Variable, ...] = (
         "service verifies: give both the same). Set a long random one in production.",
     ),
     Variable(
+        "AFTERCARE_CUSTOMER_API_TOKEN",
+        "",
+        "Bearer token of the worker's /customers/<id> page (one customer's state and history, as "
+        "`aftercare customer` shows it). Empty: the page is off.",
+    ),
+    Variable(
         "AFTERCARE_PREFERENCES_PORT",
         "6068",
         "HTTP port of the preferences service (unsubscribe pages, preferences API, health).",
@@ -360,6 +366,7 @@ class Settings:
     preferences_port: int
     preferences_key: str = field(repr=False)
     unsubscribe_days: int
+    customer_api_token: str = field(repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -479,6 +486,7 @@ class Settings:
             preferences_port=_port(get, "AFTERCARE_PREFERENCES_PORT"),
             preferences_key=get("AFTERCARE_PREFERENCES_KEY"),
             unsubscribe_days=_positive(get, "AFTERCARE_UNSUBSCRIBE_DAYS"),
+            customer_api_token=get("AFTERCARE_CUSTOMER_API_TOKEN"),
         )
 
     def unsubscribe_links(self) -> UnsubscribeLinks:

@@ -15,7 +15,10 @@ The package has three parts, dependencies pointing inward:
   a :class:`~pipeline.analytics.report.ReportData`, ``write_report`` writes it as Markdown, a
   self-contained HTML page and PNG charts. Same input, same files.
 - :mod:`pipeline.analytics.cli` adds ``aftercare deliveries`` (a decoded tail of outcomes) and
-  ``aftercare report``.
+  ``aftercare report`` (``--uplift``: :mod:`pipeline.analytics.uplift` and its statistics,
+  :mod:`pipeline.analytics.stats`, both pure).
+- :mod:`pipeline.analytics.customer` adds ``aftercare customer``: one customer's state from the
+  worker's table changelog and their history, for support.
 
 Two facts shape every number:
 

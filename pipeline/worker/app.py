@@ -20,6 +20,7 @@ Run it with ``aftercare worker``; scale it by starting more (see the README).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 import weakref
@@ -433,5 +434,22 @@ def create_app(
             "clock": clock.now().isoformat(),
         }
         return web.json(body, status=200 if is_ready else 503)
+
+    if settings.customer_api_token:
+        expected = f"Bearer {settings.customer_api_token}".encode()
+
+        @app.page("/customers/{customer}")
+        async def customer_page(web: Any, request: Any, customer: str) -> Any:
+            """One customer, as `aftercare customer --json` shows them: answered from the table's
+            changelog and the customer's partitions of deliveries and dispatch, so any worker
+            answers for any customer, whichever owns it."""
+            from pipeline.analytics.customer import as_json, look_up
+
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json({"error": "a bearer token is needed"}, status=401)
+            view = await look_up(settings, customer)
+            found = view.state is not None or bool(view.history)
+            return web.json(as_json(view), status=200 if found else 404)
 
     return app

@@ -223,7 +223,12 @@ async def test_the_link_in_a_real_email_unsubscribes_from_engagement_but_not_fro
     )
     (worker_port,) = free_ports(1)
     worker = worker_process(
-        topics, tmp_path / "state", tmp_path / "worker.log", worker_port, **shared
+        topics,
+        tmp_path / "state",
+        tmp_path / "worker.log",
+        worker_port,
+        AFTERCARE_CUSTOMER_API_TOKEN="support-token",
+        **shared,
     )
     deliveries = await end_offsets(topics, topics.topic(TopicRole.DELIVERIES))
     processes = (api, senders, worker)
@@ -296,6 +301,15 @@ async def test_the_link_in_a_real_email_unsubscribes_from_engagement_but_not_fro
         document = as_json(view)
         assert document["state"]["contact"]["email"] == "a***@example.org"
         assert {h["journey"] for h in document["history"]} >= {"need_help", "product_education"}
+        # The same from the worker's page, for support tools: with the bearer token only.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{worker_port}") as client:
+            assert (await client.get(f"/customers/{customer}")).status_code == 401
+            support = {"Authorization": "Bearer support-token"}
+            page = await client.get(f"/customers/{customer}", headers=support)
+            assert page.status_code == 200, page.text
+            assert page.json()["state"]["preferences"]["unsubscribed"] == ["EMAIL"]
+            unknown = await client.get("/customers/nobody-at-all", headers=support)
+            assert unknown.status_code == 404
     finally:
         statuses = [await process.stopped() for process in processes]
     assert statuses == [0, 0, 0], "\n".join(p.tail() for p in processes)
