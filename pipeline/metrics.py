@@ -2,7 +2,8 @@
 
 Base units only (seconds, totals), fixed names, and never a customer, order or touchpoint id as a
 label: labels are bounded sets (topics, event types, journeys, channels, statuses, reasons,
-providers). Each process (worker, senders) serves its registry at ``/metrics``.
+providers). Each process (worker, senders, preferences service) serves its registry at
+``/metrics``.
 
 Times are measured on the injected clock and reported in *real* seconds: with an accelerated clock
 (demos, tests) a simulated interval is divided by the clock's factor, so dashboards and alerts mean
@@ -188,3 +189,22 @@ class SenderMetrics:
                 self.end_to_end.labels(channel.value, priority.value)
             self.attempts.labels(channel.value)
             self.retries.labels(channel.value)
+
+
+class PreferencesMetrics:
+    """The preferences service: what customers changed, and what was refused."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.changes = Counter(
+            "aftercare_preferences_changes",
+            "Preferences records published, by what asked for them and its scope.",
+            ["via", "scope"],
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "aftercare_preferences_refused",
+            "Requests refused: a bad token (403), a bad body (400).",
+            ["status"],
+            registry=self.registry,
+        )

@@ -39,11 +39,12 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.config import Settings
+from pipeline.metrics import PreferencesMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.preferences.tokens import CHANNEL_SCOPES, Grant, Signer, TokenError
 from pipeline.topics import check_topics, topic_partitions
@@ -206,19 +207,10 @@ class Api:
         self.service = service
         self.signer = signer
         self.clock = clock
-        self.registry = CollectorRegistry()
-        self.changes = Counter(
-            "aftercare_preferences_changes",
-            "Preferences records published, by what asked for them and its scope.",
-            ["via", "scope"],
-            registry=self.registry,
-        )
-        self.refused = Counter(
-            "aftercare_preferences_refused",
-            "Requests refused: a bad token (403), a bad body (400).",
-            ["status"],
-            registry=self.registry,
-        )
+        metrics = PreferencesMetrics()
+        self.registry = metrics.registry
+        self.changes = metrics.changes
+        self.refused = metrics.refused
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._until_ready])
