@@ -137,6 +137,7 @@ def touchpoint_command(**overrides: Any) -> dict[str, Any]:
         "trigger_occurred_at": T0,
         "due_at": T0,
         "expires_at": T0 + timedelta(hours=24),
+        "digest": [],
     }
     record.update(overrides)
     return record

@@ -50,7 +50,14 @@ from pipeline.journeys.model import (
     Wake,
     evolve,
 )
-from pipeline.journeys.rules import APP_KINDS, APP_QUIET, Condition, JourneyBook, JourneyRule
+from pipeline.journeys.rules import (
+    APP_KINDS,
+    APP_QUIET,
+    Condition,
+    Digest,
+    JourneyBook,
+    JourneyRule,
+)
 
 # How far a parcel has come. DELAYED and DELIVERY_FAILED are news only before DELIVERED.
 SHIPMENT_STAGES = {
@@ -457,16 +464,80 @@ class JourneyEngine:
 
     def _fire(self, state: CustomerState, now: datetime, commands: list[Command]) -> CustomerState:
         keep: list[Pending] = []
+        digests: dict[tuple[object, ...], list[Pending]] = {}
         for pending in sorted(state.pending, key=lambda p: (p.not_before, p.touchpoint_id)):
             if pending.not_before > now and not pending.awaiting_consent:
                 keep.append(pending)
+                continue
+            digest = self._digest(pending.touchpoint)
+            if digest is not None and pending.digest_until is None:
+                # Just due: held for the digest's window, or for one already open.
+                until = self._window((*state.pending, *keep), pending, digest)
+                keep.append(evolve(pending, not_before=until, digest_until=until))
+                continue
+            if digest is not None:
+                key = (*_digest_group(pending, digest), pending.digest_until)
+                digests.setdefault(key, []).append(pending)
                 continue
             state, command, deferred = self._fire_one(state, pending, now)
             if deferred is not None:
                 keep.append(deferred)
             if command is not None:
                 commands.append(command)
+        for members in digests.values():
+            state = self._fire_digest(state, members, now, commands, keep)
         return evolve(state, pending=tuple(keep))
+
+    def _digest(self, touchpoint: Touchpoint) -> Digest | None:
+        journey = self.book.journey(touchpoint.journey)
+        step = (
+            next((s for s in journey.steps if s.name == touchpoint.step), None) if journey else None
+        )
+        return step.digest if step is not None else None
+
+    def _window(self, pending: tuple[Pending, ...], new: Pending, digest: Digest) -> datetime:
+        """When ``new`` goes: with an open window of its digest that covers its due time, or at
+        the end of a window of its own."""
+        group = _digest_group(new, digest)
+        due = new.touchpoint.due_at
+        open_until = [
+            p.digest_until
+            for p in pending
+            if p.digest_until is not None
+            and p.digest_until >= due
+            and _digest_group(p, digest) == group
+        ]
+        return min(open_until, default=due + digest.window)
+
+    def _fire_digest(
+        self,
+        state: CustomerState,
+        members: list[Pending],
+        now: datetime,
+        commands: list[Command],
+        keep: list[Pending],
+    ) -> CustomerState:
+        """Every member decided on the same state (one message, one cap); those that would go
+        go as one: the first carries the rest, which end SUPPRESSED ``digest``."""
+        members.sort(key=lambda p: (p.touchpoint.due_at, p.touchpoint_id))
+        results = [self._fire_one(state, member, now) for member in members]
+        sends = [r for r in results if isinstance(r[1], SendTouchpoint)]
+        for _, command, deferred in results:
+            if deferred is not None:
+                keep.append(deferred)
+            if command is not None and not isinstance(command, SendTouchpoint):
+                commands.append(command)
+        if not sends:
+            return results[0][0]
+        carrier_state, carrier, _ = sends[0]
+        assert isinstance(carrier, SendTouchpoint)
+        others = [send for _, send, _ in sends[1:] if isinstance(send, SendTouchpoint)]
+        commands.append(evolve(carrier, members=tuple(s.touchpoint for s in others)))
+        detail = f"sent with {carrier.touchpoint.touchpoint_id}"
+        commands += [
+            CancelTouchpoint(s.touchpoint, Outcome.SUPPRESSED, "digest", detail) for s in others
+        ]
+        return carrier_state
 
     def _fire_one(
         self, state: CustomerState, pending: Pending, now: datetime
@@ -503,7 +574,7 @@ class JourneyEngine:
             # wait a little, in event time, before calling it suppressed; nothing is sent late.
             grace_end = min(touchpoint.due_at + LATE_PREFERENCES_GRACE, touchpoint.expires_at)
             if now < grace_end:
-                return state, None, Pending(touchpoint, grace_end, awaiting_consent=True)
+                return state, None, evolve(pending, not_before=grace_end, awaiting_consent=True)
             return state, cancel(Outcome.SUPPRESSED, why_not), None
 
         timezone = policies.zone(state.contact.timezone or self.book.timezone)
@@ -575,6 +646,13 @@ def touchpoint_id(customer_id: str, scope: str, journey: str, step: str, due: da
     """Deterministic: one touchpoint has one id, on any worker, after any restart."""
     key = f"{customer_id}\x1f{scope}\x1f{journey}\x1f{step}\x1f{_millis(due)}"
     return "tp_" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _digest_group(pending: Pending, digest: Digest) -> tuple[str, str, str | None]:
+    """Which digests a touchpoint may join: its step's, and its order's if they are per order."""
+    touchpoint = pending.touchpoint
+    order = touchpoint.order_id if digest.key == "order" else None
+    return (touchpoint.journey, touchpoint.step, order)
 
 
 def _news_stage(kind: str) -> int:

@@ -292,6 +292,9 @@ class Pending:
     # Due, but no channel allowed (no consent, no address) when it was: tried again on every
     # event until ``not_before``, in case preferences that happened earlier arrive late.
     awaiting_consent: bool = False
+    # A step with a digest: held until this instant with whatever else of its digest comes due by
+    # then, and sent with them as one message.
+    digest_until: datetime | None = None
 
     @property
     def touchpoint_id(self) -> str:
@@ -343,6 +346,8 @@ class SendTouchpoint:
     touchpoint: Touchpoint
     channels: tuple[Channel, ...]
     recipient: Recipient
+    # A digest: the other touchpoints this message stands for (each ended SUPPRESSED ``digest``).
+    members: tuple[Touchpoint, ...] = ()
 
 
 @dataclass(frozen=True)

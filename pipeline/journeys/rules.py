@@ -106,6 +106,15 @@ class StepRule:
     conditions: tuple[Condition, ...]
     validity: timedelta
     variables: tuple[tuple[str, str], ...] = ()
+    digest: Digest | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Touchpoints of one step that come due within ``window`` of the first go as one message."""
+
+    window: timedelta
+    key: str = "customer"  # what one digest is about: "customer" or "order"
 
 
 @dataclass(frozen=True)
@@ -421,6 +430,7 @@ class _Reader:
             "validity",
             "variables",
             "holdout",
+            "digest",
         }
         spec = self.mapping(body, line, where, keys)
         for required in ("name", "channels", "validity"):
@@ -448,6 +458,9 @@ class _Reader:
             isinstance(v, str | int | float) for v in variables.values()
         ):
             raise self.fail(spec.lines.get("variables"), "variables must map names to text")
+        digest = None
+        if "digest" in spec:
+            digest = self.digest(spec["digest"], spec.lines["digest"], where, validity)
         return StepRule(
             name=name,
             delay=delay,
@@ -458,7 +471,26 @@ class _Reader:
             conditions=self.conditions(spec.get("conditions", []), spec.lines.get("conditions")),
             validity=validity,
             variables=tuple(sorted((str(k), str(v)) for k, v in variables.items())),
+            digest=digest,
         )
+
+    def digest(self, node: Any, line: int | None, where: str, validity: timedelta) -> Digest:
+        """``digest: {window: 2h, key: customer}``: one message for what comes due together."""
+        spec = self.mapping(node, line, f"{where}.digest", {"window", "key"})
+        if "window" not in spec:
+            raise self.fail(spec.line, f"{where}.digest needs `window:` (like 2h or 1d)")
+        window = self.duration(spec["window"], spec.lines["window"], "digest window")
+        if window <= timedelta(0):
+            raise self.fail(spec.lines["window"], "a digest window must be longer than 0")
+        if window >= validity:
+            raise self.fail(
+                spec.lines["window"],
+                f"{where}: the digest window ({spec['window']}) must be shorter than the step's "
+                "validity, or what it holds would expire while it waits",
+            )
+        key = self.choice(spec.get("key", "customer"), spec.lines.get("key"), "digest key",
+                          ["customer", "order"])  # fmt: skip
+        return Digest(window, key)
 
     def conditions(self, node: Any, line: int | None) -> tuple[Condition, ...]:
         found = []

@@ -90,6 +90,8 @@ SETUP_WITHOUT_HELP = 0.15  # a stalled setup: the chance it is finished within d
 SETUP_WITH_HELP = 0.65
 CROSS_SELL_DELAY = timedelta(days=30)  # the default journeys' cross_sell and need_help delays
 NEED_HELP_DELAY = timedelta(days=3)
+# The feedback request goes 14 days after delivery, at the end of its 1-day digest window.
+FEEDBACK_REQUEST = timedelta(days=15)
 
 
 @dataclass(frozen=True)
@@ -777,7 +779,7 @@ class _Planner:
             if self.platform is not None and rng.random() < 0.12:
                 rated: datetime | None = self.awake(delivered + rng.uniform(2, 10) * DAY)
             elif rng.random() < 0.35:  # answering the feedback request
-                rated = self.awake(delivered + 14 * DAY + rng.uniform(10, 60 * 60) * MINUTE)
+                rated = self.awake(delivered + FEEDBACK_REQUEST + rng.uniform(10, 60 * 60) * MINUTE)
             else:
                 rated = None
             if rated is not None:

@@ -33,10 +33,12 @@ still needs it after rendering).
 What templates see: ``command`` (the whole record) and ``customer_id``, ``order_id``, ``journey``,
 ``step``, ``items``, ``total`` (formatted, or None), ``currency``, ``tracking_url``, ``carrier``,
 ``eta`` (formatted local date, or None), ``reason``, ``categories``, ``rating``, ``variables``,
-``locale`` (as requested), ``language`` (of the file in use), ``timezone`` and
-``unsubscribe_url``. Filters: ``money(minor, currency)``, ``localdate(datetime)`` and ``listing``
-(``a, b and c``), in the language of the file in use and the recipient's time zone. Formatting
-knows ``en`` and ``de`` (:data:`CONVENTIONS`); other languages are formatted the English way.
+``locale`` (as requested), ``language`` (of the file in use), ``timezone``, ``unsubscribe_url``
+and ``digest``: empty, or for a digest message (a step with ``digest:``) every order it stands
+for, its own first, each as ``{order_id, items}``. Filters: ``money(minor, currency)``,
+``localdate(datetime)`` and ``listing`` (``a, b and c``), in the language of the file in use and
+the recipient's time zone. Formatting knows ``en`` and ``de`` (:data:`CONVENTIONS`); other
+languages are formatted the English way.
 
 The shipped templates work with an empty context too (a parcel without a carrier, an order the
 worker never saw) and use these optional journey ``variables`` when the journeys file sets them:
@@ -437,6 +439,22 @@ class Renderer:
             "categories": list(context.get("categories") or ()),
             "rating": context.get("rating"),
             "variables": dict(context.get("variables") or {}),
+            # A digest: this message's own order first, then every other it stands for.
+            "digest": [
+                {
+                    "order_id": command.get("order_id"),
+                    "items": list(context.get("items") or ()),
+                },
+                *(
+                    {
+                        "order_id": member.get("order_id"),
+                        "items": list((member.get("context") or {}).get("items") or ()),
+                    }
+                    for member in command.get("digest") or ()
+                ),
+            ]
+            if command.get("digest")
+            else [],
             "locale": requested,
             "language": language,
             "timezone": zone_name,

@@ -106,6 +106,15 @@ def dispatch_record(command: SendTouchpoint, now: datetime) -> dict[str, Any]:
         "trigger_occurred_at": touchpoint.trigger_occurred_at,
         "due_at": touchpoint.due_at,
         "expires_at": touchpoint.expires_at,
+        "digest": [
+            {
+                "touchpoint_id": member.touchpoint_id,
+                "order_id": member.order_id,
+                "due_at": member.due_at,
+                "context": _context(member),
+            }
+            for member in command.members
+        ],
     }
 
 
