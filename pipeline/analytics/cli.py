@@ -331,7 +331,9 @@ def report_headlines(data: ReportData, files: ReportFiles, clock_factor: float) 
     if weekly.customer_weeks:
         lines.append(
             f"messages per customer per week: mean {weekly.mean:.2f}, p99 {weekly.p99:.2f}, "
-            f"max {weekly.max} (engagement max {weekly.max_engagement})"
+            f"max {weekly.max} (engagement max {weekly.max_engagement}); without digests: mean "
+            f"{data.weekly_without_digests.mean:.2f}, p99 {data.weekly_without_digests.p99:.2f}, "
+            f"max {data.weekly_without_digests.max}"
         )
     if data.skipped:
         lines.append(f"{len(data.skipped)} record(s) could not be decoded; see the report")

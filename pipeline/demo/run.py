@@ -839,6 +839,13 @@ def build_summary(
             "outcome_records": data.duplicate_outcomes,
         },
         "undecodable_records": tally.undecodable,
+        "messages_per_customer_week": {
+            label: {"mean": round(load.mean, 3), "p99": load.p99, "max": load.max}
+            for label, load in (
+                ("as_sent", data.weekly),
+                ("without_digests", data.weekly_without_digests),
+            )
+        },
         "uplift": {
             "window_days": uplift.window.total_seconds() / 86400,
             "steps": headlines(uplift),
@@ -949,6 +956,13 @@ def summary_lines(summary: Mapping[str, Any], data: ReportData, clock_factor: fl
             f"not drained in time: {summary['totals']['in_flight']} touchpoints still in flight "
             "when the run stopped"
         )
+    weekly = summary["messages_per_customer_week"]
+    sent, alone = weekly["as_sent"], weekly["without_digests"]
+    lines.append(
+        f"messages per customer per week: mean {sent['mean']:.2f}, p99 {sent['p99']:g}, max "
+        f"{sent['max']} (without digests: mean {alone['mean']:.2f}, p99 {alone['p99']:g}, max "
+        f"{alone['max']})"
+    )
     uplift = summary["uplift"]
     if uplift["steps"]:
         lines += ["", f"uplift against the holdout groups ({uplift['window_days']:g}-day window):"]
