@@ -977,6 +977,7 @@ def _render(plan: Plan, origin: datetime, life: _Life) -> SimEvent:
                 "in_app": bool(arg & 16),
             },
             marketing_opt_in=bool(arg & 32),
+            unsubscribed=[],
             quiet_hours=None
             if quiet is None
             else {"start_minute": quiet[0], "end_minute": quiet[1]},
