@@ -200,3 +200,23 @@ def test_occurred_at_is_read_without_decoding(
 )
 def test_occurred_at_of_what_is_not_an_event_is_unknown(data: bytes | None) -> None:
     assert peek_occurred_at(data) is None
+
+
+@pytest.mark.parametrize(
+    "path", sorted((schemas_dir() / "history").glob("*.avsc")), ids=lambda p: p.name
+)
+def test_records_of_every_earlier_version_still_decode(schemas: SchemaSet, path: Path) -> None:
+    """Producers and topics still hold records of the versions before a field was added."""
+    old = fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
+    full_name = old["name"]
+    (role,) = [r for r, name in FULL_NAMES.items() if name == full_name]
+    record = {f["name"]: SAMPLES[role]()[f["name"]] for f in old["fields"]}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old, record)
+    canonical = fastavro.schema.to_parsing_canonical_form(old)
+    fingerprint = bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+    decoded = schemas.decode(MARKER + fingerprint + body.getvalue(), full_name).record
+    current = json.loads(schemas.current(full_name).path.read_text())["fields"]
+    added = {f["name"]: f["default"] for f in current if f["name"] not in record}
+    assert added  # a later version added fields: they take their defaults
+    assert decoded == {**record, **added}
