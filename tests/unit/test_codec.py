@@ -148,7 +148,7 @@ def test_an_older_schema_version_decodes_into_the_current_one(tmp_path: Path) ->
     new["fields"].append(
         {"name": "signed_by", "type": ["null", "string"], "default": None, "doc": "Who signed."}
     )
-    (tmp_path / "schemas" / "history").mkdir()
+    (tmp_path / "schemas" / "history").mkdir(exist_ok=True)
     (tmp_path / "schemas" / "history" / "shipment-event-1.avsc").write_text(json.dumps(old))
     current_path.write_text(json.dumps(new))
 
