@@ -489,12 +489,26 @@ class Settings:
             customer_api_token=get("AFTERCARE_CUSTOMER_API_TOKEN"),
         )
 
+    def signer(self) -> Signer:
+        """What signs and verifies preference links; refuses a key anyone could know."""
+        key = self.preferences_key
+        if key == _DEFAULTS["AFTERCARE_PREFERENCES_KEY"] and not self.uses_local_broker:
+            raise ConfigError(
+                "AFTERCARE_PREFERENCES_KEY is the sandbox's, which anyone can read, and this is a "
+                f"real cluster ({self.bootstrap_servers}); set a long random secret, the same for "
+                "the senders and the preferences service (python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')."
+            )
+        if len(key) < 16:
+            raise ConfigError(
+                f"AFTERCARE_PREFERENCES_KEY has {len(key)} characters; use at least 16 (random)."
+            )
+        return Signer(key)
+
     def unsubscribe_links(self) -> UnsubscribeLinks:
         """How the senders build each email's signed one-click unsubscribe link."""
         return UnsubscribeLinks(
-            self.channels.unsubscribe_url,
-            Signer(self.preferences_key),
-            timedelta(days=self.unsubscribe_days),
+            self.channels.unsubscribe_url, self.signer(), timedelta(days=self.unsubscribe_days)
         )
 
     def clock(self) -> Clock:

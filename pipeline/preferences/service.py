@@ -439,6 +439,7 @@ def run_preferences(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    signer = settings.signer()  # before anything connects: a public key is refused at once
     await check_topics(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -455,7 +456,7 @@ async def _serve(settings: Settings) -> int:
     await producer.start()
     view = PreferencesView(settings, schemas)
     service = PreferencesService(settings, view, producer, schemas, clock)
-    api = Api(service, Signer(settings.preferences_key), clock)
+    api = Api(service, signer, clock)
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", settings.preferences_port).start()

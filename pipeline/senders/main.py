@@ -41,6 +41,7 @@ def run_senders(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> int:
+    links = settings.unsubscribe_links()  # before anything connects: a public key is refused
     await check_topics(settings)
     stop = asyncio.Event()
     watchdog = Watchdog(stop.set, stop.is_set)
@@ -49,7 +50,6 @@ async def _serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     clock = settings.clock()
     schemas = SchemaSet.load()
-    links = settings.unsubscribe_links()
     renderer = Renderer(unsubscribe_links=links.for_command)
     # Refuse to start on a broken template or a journey step without one, naming file and line.
     renderer.check(load_journeys(settings.journeys_file or None))

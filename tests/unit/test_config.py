@@ -77,3 +77,15 @@ def test_every_variable_is_documented_once() -> None:
     names = [variable.name for variable in VARIABLES]
     assert len(names) == len(set(names))
     assert all(variable.doc.strip() for variable in VARIABLES)
+
+
+def test_the_sandbox_signing_key_is_refused_on_a_real_cluster() -> None:
+    Settings.from_env({}).signer()  # the local broker: the sandbox's key is fine
+    cluster = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka-1.example:9092"})
+    with pytest.raises(ConfigError, match="AFTERCARE_PREFERENCES_KEY is the sandbox's"):
+        cluster.signer()
+    with pytest.raises(ConfigError, match="at least 16"):
+        Settings.from_env({"AFTERCARE_PREFERENCES_KEY": "short"}).signer()
+    Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "kafka-1.example:9092", "AFTERCARE_PREFERENCES_KEY": "x" * 32}
+    ).signer()
