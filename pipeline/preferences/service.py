@@ -33,12 +33,13 @@ import logging
 import signal
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.clock import Clock
@@ -48,12 +49,14 @@ from pipeline.metrics import PreferencesMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.preferences.tokens import CHANNEL_SCOPES, Grant, Signer, TokenError
 from pipeline.topics import check_topics, topic_partitions
+from pipeline.validation import problems
 
 log = logging.getLogger(__name__)
 
 PREFERENCES = RECORD_OF_TOPIC[TopicRole.PREFERENCES]
 CHANNELS = tuple(scope.upper() for scope in CHANNEL_SCOPES)
 _MILLISECOND = timedelta(milliseconds=1)
+READY_WAIT_SECONDS = 20.0  # how long a request waits for the view to be read before a 503
 
 
 def default_record(customer_id: str) -> dict[str, Any]:
@@ -76,13 +79,17 @@ def default_record(customer_id: str) -> dict[str, Any]:
 class PreferencesView:
     """Every customer's newest preferences record (by event time), from the compacted topic."""
 
-    def __init__(self, settings: Settings, schemas: SchemaSet) -> None:
+    def __init__(self, settings: Settings, schemas: SchemaSet, clock: Clock) -> None:
         self.settings = settings
         self.schemas = schemas
+        self.clock = clock
         self.records: dict[str, dict[str, Any]] = {}
         self.ready = asyncio.Event()
-        self.undecodable = 0
+        self.refused = 0  # records the worker dead-letters too: not a picture to build on
         self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list[int] = []
+        self._positions: dict[TopicPartition, int] = {}  # how far each partition has been read
+        self._progress = asyncio.Condition()
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.records.get(customer_id)
@@ -111,6 +118,7 @@ class PreferencesView:
             partitions = await topic_partitions(self.settings, [topic])
             if not partitions:
                 raise RuntimeError(f"topic {topic} has no partitions")
+            self._partitions = sorted(tp.partition for tp in partitions)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
@@ -119,6 +127,10 @@ class PreferencesView:
                 for messages in batches.values():
                     for message in messages:
                         self._take(message.key, message.value)
+                async with self._progress:
+                    for tp in partitions:
+                        self._positions[tp] = await consumer.position(tp)
+                    self._progress.notify_all()
                 if not self.ready.is_set() and await self._caught_up(consumer, end):
                     log.info("preferences read: %d customers", len(self.records))
                     self.ready.set()
@@ -142,9 +154,30 @@ class PreferencesView:
         try:
             record = self.schemas.decode(value, PREFERENCES).record
         except DecodeError:
-            self.undecodable += 1  # the worker dead-letters it; here it is not a picture to keep
+            self.refused += 1
+            return
+        if next(self.problems(record), None) is not None:
+            self.refused += 1  # the worker dead-letters it: building on it would spread the fault
             return
         self.apply(customer, record)
+
+    def problems(self, record: Mapping[str, Any]) -> Iterator[str]:
+        """What the worker's intake would refuse in this record."""
+        max_future = timedelta(seconds=self.settings.max_future_seconds)
+        return problems(PREFERENCES, record, now=self.clock.now(), max_future=max_future)
+
+    async def sync(self, customer_id: str, timeout: float = 5.0) -> None:
+        """Until everything on the customer's partition when asked has been read: a change is
+        made on the newest picture, not on one a record in the topic already replaced."""
+        consumer = self._consumer
+        if consumer is None or not self._partitions:
+            return
+        key = customer_id.encode("utf-8")
+        partition = DefaultPartitioner()(key, self._partitions, self._partitions)
+        tp = TopicPartition(self.settings.topic(TopicRole.PREFERENCES), partition)
+        end = (await consumer.end_offsets([tp]))[tp]
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(lambda: self._positions.get(tp, 0) >= end)
 
 
 class PreferencesService:
@@ -173,6 +206,7 @@ class PreferencesService:
     ) -> tuple[dict[str, Any], bool]:
         """Apply ``edit`` to a copy of the current record; publish it if anything changed."""
         async with self._locks[customer_id]:
+            await self.view.sync(customer_id)
             current = self.current(customer_id)
             record = {**current, "consent": dict(current["consent"])}
             record["unsubscribed"] = list(current.get("unsubscribed") or [])
@@ -185,6 +219,9 @@ class PreferencesService:
             # running ahead of ours: else the worker would keep the older picture.
             record["occurred_at"] = now if known is None or now > known else known + _MILLISECOND
             record["event_id"] = f"preferences-api-{uuid.uuid4()}"
+            wrong = list(self.view.problems(record))
+            if wrong:
+                raise ValueError("; ".join(wrong))
             value = self.schemas.encode(PREFERENCES, record)
             await self.producer.send_and_wait(
                 self.topic, value=value, key=customer_id.encode("utf-8")
@@ -229,11 +266,16 @@ class Api:
             response: web.StreamResponse = await handler(request)
             return response
         if not self.service.view.ready.is_set():
-            return web.json_response(
-                {"error": "starting: reading the preferences topic; try again in a moment"},
-                status=503,
-                headers={"Retry-After": "5"},
-            )
+            # Mail providers do not retry a one-click POST: wait a while rather than refuse.
+            try:
+                async with asyncio.timeout(READY_WAIT_SECONDS):
+                    await self.service.view.ready.wait()
+            except TimeoutError:
+                return web.json_response(
+                    {"error": "starting: reading the preferences topic; try again in a moment"},
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
         response = await handler(request)
         return response
 
@@ -255,7 +297,7 @@ class Api:
         token = html.escape(request.query["token"], quote=True)
         body = (
             f"<h1>Unsubscribe</h1><p>{html.escape(_what(grant))}</p>"
-            f'<form method="post" action="/unsubscribe?token={token}">'
+            f'<form method="post" action="?token={token}">'
             '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
             '<button type="submit">Unsubscribe</button></form>'
             "<p>Order confirmations, delivery updates and refunds still reach you.</p>"
@@ -322,7 +364,11 @@ class Api:
         except (ValueError, TypeError) as exc:
             self.refused.labels("400").inc()
             return web.json_response({"error": str(exc)}, status=400)
-        record, changed = await self.service.change(grant.customer_id, edit)
+        try:
+            record, changed = await self.service.change(grant.customer_id, edit)
+        except ValueError as exc:  # what the worker would refuse: a time zone it does not know
+            self.refused.labels("400").inc()
+            return web.json_response({"error": str(exc)}, status=400)
         if changed:
             self.changes.labels("api", "preferences").inc()
         return web.json_response(_public(record))
@@ -454,7 +500,7 @@ async def _serve(settings: Settings) -> int:
         **settings.kafka_client_kwargs(),
     )
     await producer.start()
-    view = PreferencesView(settings, schemas)
+    view = PreferencesView(settings, schemas, clock)
     service = PreferencesService(settings, view, producer, schemas, clock)
     api = Api(service, signer, clock)
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)

@@ -150,6 +150,11 @@ async def test_a_click_publishes_the_whole_record_once_and_a_bad_token_changes_n
                 "/v1/customers/ada/preferences", headers=mine, json={"consent": {"fax": True}}
             )
             assert bad_body.status_code == 400
+            nowhere = await client.patch(
+                "/v1/customers/ada/preferences", headers=mine, json={"timezone": "Mars/Olympus"}
+            )
+            assert nowhere.status_code == 400  # the worker would dead-letter it
+            assert "time zone" in nowhere.json()["error"] or "timezone" in nowhere.json()["error"]
             changed = await client.patch(
                 "/v1/customers/ada/preferences",
                 headers=mine,

@@ -6,13 +6,17 @@ from datetime import timedelta
 
 import pytest
 
+from pipeline.clock import ManualClock
+from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.preferences.service import PreferencesView, _editor, default_record
 from tests.samples import T0, preferences
 
+SCHEMAS = SchemaSet.load()
+
 
 def test_the_newest_record_by_event_time_is_current_and_a_tombstone_forgets() -> None:
-    view = PreferencesView(Settings.from_env({}), None)  # type: ignore[arg-type]
+    view = PreferencesView(Settings.from_env({}), SCHEMAS, ManualClock(T0))
     newer = preferences(occurred_at=T0, marketing_opt_in=True)
     view.apply("cust-1", newer)
     view.apply("cust-1", preferences(occurred_at=T0 - timedelta(days=1)))  # read later, older
@@ -55,3 +59,14 @@ def test_a_customer_nobody_published_has_the_schemas_defaults() -> None:
     assert record["consent"]["email"] is True
     assert record["unsubscribed"] == []
     assert record["marketing_opt_in"] is False
+
+
+def test_a_record_the_worker_would_refuse_is_not_built_on() -> None:
+    view = PreferencesView(Settings.from_env({}), SCHEMAS, ManualClock(T0))
+    good = preferences(occurred_at=T0 - timedelta(days=2))
+    bad = preferences(occurred_at=T0 - timedelta(days=1), timezone="Mars/Olympus_Mons")
+    for record in (good, bad):
+        view._take(b"cust-1", SCHEMAS.encode("io.aftercare.v1.PreferencesEvent", record))
+    assert view.get("cust-1") == good
+    assert view.refused == 1
+    assert list(view.problems(bad))  # and a change that would produce it is refused (400)
