@@ -471,10 +471,16 @@ class JourneyEngine:
                 continue
             digest = self._digest(pending.touchpoint)
             if digest is not None and pending.digest_until is None:
-                # Just due: held for the digest's window, or for one already open.
-                until = self._window((*state.pending, *keep), pending, digest)
-                keep.append(evolve(pending, not_before=until, digest_until=until))
-                continue
+                # Just due: held for the digest's window, or for one already open; a window that
+                # ends now (a late event, a worker that was away) takes it along at once.
+                held = [p for members in digests.values() for p in members]
+                until = self._window((*state.pending, *keep, *held), pending, digest)
+                pending = evolve(
+                    pending, not_before=until, digest_until=until, awaiting_consent=False
+                )
+                if until > now:
+                    keep.append(pending)
+                    continue
             if digest is not None:
                 key = (*_digest_group(pending, digest), pending.digest_until)
                 digests.setdefault(key, []).append(pending)
@@ -500,11 +506,12 @@ class JourneyEngine:
         the end of a window of its own."""
         group = _digest_group(new, digest)
         due = new.touchpoint.due_at
+        # Only a window that ends within this one's own: joining it never holds it longer.
         open_until = [
             p.digest_until
             for p in pending
             if p.digest_until is not None
-            and p.digest_until >= due
+            and due <= p.digest_until <= due + digest.window
             and _digest_group(p, digest) == group
         ]
         return min(open_until, default=due + digest.window)

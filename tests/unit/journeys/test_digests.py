@@ -135,3 +135,18 @@ def test_a_wrong_digest_is_refused_with_its_line(digest: str, message: str) -> N
         parse_journeys(FILE.replace("{window: 12h}", digest), "j.yaml")
     assert caught.value.line == 8
     assert message in str(caught.value)
+
+
+def test_what_comes_due_in_one_late_pass_goes_together() -> None:
+    # The worker was away: both requests are first seen after both windows ended.
+    from pipeline.journeys.model import Wake
+    from tests.unit.journeys.scenario import CUSTOMER
+
+    run = _two_orders_delivered(20 * HOUR)
+    run.advance(12 * DAY)  # nothing of feedback_request due yet
+    run.now = T0 + 16 * DAY + 2 * HOUR  # after the first one's window, within both validities
+    run._decide(Wake(CUSTOMER, run.now))
+    ((_, ask),) = _asks(run)
+    assert [m.order_id for m in ask.members] == ["o2"]
+    assert ("feedback_request", "SUPPRESSED", "frequency_cap") not in run.cancelled()
+    assert ("feedback_request", "SUPPRESSED", "digest") in run.cancelled()
