@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.analytics.reading import ReadError
-from pipeline.channels.base import mask_address
+from pipeline.channels.base import mask_address, mask_addresses_in
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.journeys.model import CustomerState
 from pipeline.jsonio import to_json
@@ -79,7 +79,23 @@ def _customer(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if view.state is not None or view.history else 3
 
 
+LOOK_UP_SECONDS = 60.0  # reading three partitions from their start: bounded, not for ever
+
+
 async def look_up(settings: Settings, customer_id: str) -> CustomerView:
+    """The customer's state and history (see the module docstring); :class:`ReadError` if the
+    cluster cannot be read within :data:`LOOK_UP_SECONDS`."""
+    try:
+        async with asyncio.timeout(LOOK_UP_SECONDS):
+            return await _look_up(settings, customer_id)
+    except TimeoutError:
+        raise ReadError(
+            f"reading {customer_id!r}'s partitions took over {LOOK_UP_SECONDS:g} s; the topics are "
+            "large or the cluster is slow"
+        ) from None
+
+
+async def _look_up(settings: Settings, customer_id: str) -> CustomerView:
     key = customer_id.encode("utf-8")
     schemas = SchemaSet.load()
     changelog = settings.changelog_topic
@@ -266,8 +282,9 @@ def _history_line(record: Mapping[str, Any]) -> str:
         channels = ", ".join(c.lower() for c in record["channels"])
         return f"{_when(record['occurred_at'])}  dispatched  {step}  on {channels}"
     why = record.get("reason") or ""
-    if record.get("detail"):
-        why = f"{why}: {record['detail']}" if why else str(record["detail"])
+    if record.get("detail"):  # a provider's words may quote the address
+        detail = mask_addresses_in(str(record["detail"]))
+        why = f"{why}: {detail}" if why else detail
     channel = (record.get("channel") or "-").lower()
     return f"{_when(record['occurred_at'])}  {record['status']}  {step}  {channel}  {why}".rstrip()
 
@@ -284,7 +301,13 @@ def as_json(view: CustomerView) -> dict[str, Any]:
             pending["touchpoint"].pop("context", None)  # what the message says: not support's
     history = []
     for record in view.history:
-        shown = {k: v for k, v in record.items() if k not in ("recipient", "context", "_topic")}
+        shown = {
+            k: v for k, v in record.items() if k not in ("recipient", "context", "digest", "_topic")
+        }
+        if shown.get("detail"):
+            shown["detail"] = mask_addresses_in(str(shown["detail"]))
+        if record.get("digest"):
+            shown["digest"] = [m["touchpoint_id"] for m in record["digest"]]
         history.append({"topic": record["_topic"], **to_json(shown)})
     return {
         "customer_id": view.customer_id,

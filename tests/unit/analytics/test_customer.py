@@ -49,3 +49,17 @@ def test_a_customer_nobody_knows() -> None:
     lines = as_text(CustomerView("nobody", 0, None, None, ()))
     assert "the worker keeps no state for this customer" in lines[1]
     assert "history: nothing on deliveries or dispatch" in lines[2]
+
+
+def test_a_providers_words_are_shown_with_the_addresses_masked() -> None:
+    bounced = delivery_outcome(
+        customer_id=CUSTOMER, status="FAILED", reason="provider_rejected",
+        detail="550 5.1.1 <ada.lovelace@example.org>: user unknown; sms to +4915112345678 failed",
+        occurred_at=T0 + DAY,
+    )  # fmt: skip
+    view = CustomerView(CUSTOMER, 0, None, None, ({**bounced, "_topic": "deliveries"},))
+    text = "\n".join(as_text(view))
+    assert "ada.lovelace@example.org" not in text
+    assert "+4915112345678" not in text
+    assert "a***@example.org" in text
+    assert "ada.lovelace" not in str(as_json(view))
