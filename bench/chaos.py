@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -141,6 +142,8 @@ class Pipeline:
             "AFTERCARE_SANDBOX_SMTP_PORT": str(smtp_port),
             "AFTERCARE_SANDBOX_DB": str(folder / "outbox.sqlite"),
             "AFTERCARE_LOG_LEVEL": "info",
+            # A real cluster: the senders refuse the sandbox's signing key there.
+            "AFTERCARE_PREFERENCES_KEY": secrets.token_urlsafe(32),
             **sandbox_channels(self.ports),
         }
         self.settings = Settings.from_env(self.env)

@@ -8,6 +8,8 @@ with a unique prefix and deleted at the end, so runs never see each other's reco
 
 from __future__ import annotations
 
+import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +22,11 @@ from pipeline.config import Settings
 from pipeline.sandbox.server import Sandbox, SandboxConfig
 from pipeline.topics import ensure_topics
 from tests.support import delete_topics_with_prefix, settings_for
+
+# On a cluster of one's own the senders refuse the sandbox's signing key: every process the tests
+# start gets this session's own (they inherit the environment).
+if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+    os.environ.setdefault("AFTERCARE_PREFERENCES_KEY", secrets.token_urlsafe(32))
 
 
 @pytest.fixture(scope="session")

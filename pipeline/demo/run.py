@@ -27,6 +27,7 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -470,6 +471,11 @@ class Demo:
         env["AFTERCARE_SANDBOX_HTTP_PORT"] = str(ports.sandbox_http)
         env["AFTERCARE_SANDBOX_SMTP_PORT"] = str(ports.sandbox_smtp)
         env["AFTERCARE_PREFERENCES_PORT"] = str(ports.preferences)
+        # The senders sign the links and the preferences service checks them: one key for both,
+        # this run's own unless one is set (on a real cluster the sandbox's is refused).
+        env["AFTERCARE_PREFERENCES_KEY"] = self.environ.get(
+            "AFTERCARE_PREFERENCES_KEY", ""
+        ).strip() or secrets.token_urlsafe(32)
         # The links in this run's mail reach this run's preferences service.
         env["AFTERCARE_UNSUBSCRIBE_URL"] = ports.preferences_url
         env["AFTERCARE_SANDBOX_DB"] = str(run.outbox)
