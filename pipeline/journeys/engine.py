@@ -495,10 +495,7 @@ class JourneyEngine:
         return evolve(state, pending=tuple(keep))
 
     def _digest(self, touchpoint: Touchpoint) -> Digest | None:
-        journey = self.book.journey(touchpoint.journey)
-        step = (
-            next((s for s in journey.steps if s.name == touchpoint.step), None) if journey else None
-        )
+        step = self.book.step(touchpoint.journey, touchpoint.step)
         return step.digest if step is not None else None
 
     def _window(self, pending: tuple[Pending, ...], new: Pending, digest: Digest) -> datetime:
@@ -558,10 +555,8 @@ class JourneyEngine:
             detail = f"valid until {touchpoint.expires_at.isoformat()}, fired {now.isoformat()}"
             return state, cancel(Outcome.EXPIRED, "expired", detail), None
         journey = self.book.journey(touchpoint.journey)
-        if journey is None:
-            return state, cancel(Outcome.SUPPRESSED, "journey_disabled"), None
-        step = next((s for s in journey.steps if s.name == touchpoint.step), None)
-        if step is None:
+        step = self.book.step(touchpoint.journey, touchpoint.step)
+        if journey is None or step is None:
             return state, cancel(Outcome.SUPPRESSED, "journey_disabled"), None
         order = state.order(touchpoint.order_id) if touchpoint.order_id else None
         failed = _failed(

@@ -164,6 +164,15 @@ class JourneyBook:
             found.setdefault(journey.trigger, []).append(journey)
         return {kind: tuple(journeys) for kind, journeys in found.items()}
 
+    def step(self, journey: str, step: str) -> StepRule | None:
+        """The rule of one step of a journey (None when either is gone from the file)."""
+        return self._steps.get((journey, step))
+
+    @cached_property
+    def _steps(self) -> dict[tuple[str, str], StepRule]:
+        # Asked for every touchpoint that falls due: built once.
+        return {(j.name, s.name): s for j in self.journeys for s in j.steps}
+
     def journey(self, name: str) -> JourneyRule | None:
         for journey in self.journeys:
             if journey.name == name:
