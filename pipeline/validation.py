@@ -1,10 +1,17 @@
 """Rules an input event must keep beyond what its Avro schema can say.
 
 The schema says a field is a string; these rules say it is not empty, that a time zone exists, that
-the key is the customer. Each rule names the field and what to do, because the person reading the
-dead letter is the upstream team that produced it.
+the key is the customer. Each rule names the field, its value (cut to 40 characters) and what to
+do, because the person reading the dead letter is the upstream team that produced it.
 
-``problems(...)`` is pure: the caller passes the clock reading in.
+Phone numbers and currencies are checked by libraries that keep the world's tables: a phone number
+must be E.164 (``+``, the country calling code, digits only) and a number ``phonenumbers`` calls
+valid for its country, a currency a currency of sale in the ISO 4217 table (:mod:`pipeline.money`:
+no metals, funds or test codes). The reason tells a malformed number (no ``+``, spaces, letters)
+from a well-formed one that is too short, too long or not a number any carrier assigns.
+
+``problems(...)`` is pure: the caller passes the clock reading in. It runs for every event, so
+what costs (parsing a phone number, loading a time zone) is cached per distinct value.
 """
 
 from __future__ import annotations
@@ -16,14 +23,20 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+from pipeline.money import currency_problem
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 
 # Nothing Aftercare handles happened before this; a zero or a timestamp in seconds does.
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_ID_LENGTH = 256
 
-_CURRENCY = re.compile(r"[A-Z]{3}")
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+SHOWN = 40  # characters of a value a reason quotes
+
+_E164_FORM = re.compile(r"\+[0-9]*")
+_E164_EXAMPLE = "(E.164 like +4915112345678)"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -104,8 +117,9 @@ def _purchase(record: Mapping[str, Any]) -> Iterator[str]:
     if record.get("total_minor", 0) < 0:
         yield "total_minor is negative; amounts are in minor units (cents) and never below zero"
     currency = record.get("currency", "")
-    if not _CURRENCY.fullmatch(currency):
-        yield f"currency {currency!r} is not an ISO 4217 code (three upper-case letters, e.g. EUR)"
+    wrong = currency_problem(currency)
+    if wrong is not None:
+        yield f"currency {currency[:SHOWN]!r} {wrong}"
     contact = record.get("contact")
     if contact:
         yield from _contact(contact, "contact.")
@@ -146,8 +160,8 @@ def _contact(contact: Mapping[str, Any], prefix: str) -> Iterator[str]:
     if email is not None and not _EMAIL.fullmatch(email):
         yield f"{prefix}email is not an email address"
     phone = contact.get("phone")
-    if phone is not None and not _E164.fullmatch(phone):
-        yield f"{prefix}phone is not an E.164 number (like +4915112345678)"
+    if phone is not None and (wrong := phone_problem(phone)) is not None:
+        yield f"{prefix}phone {phone[:SHOWN]!r} {wrong}"
     timezone = contact.get("timezone")
     if timezone is not None and not _is_timezone(timezone):
         yield f"{prefix}timezone {timezone[:60]!r} is not an IANA time zone (like Europe/Berlin)"
@@ -160,6 +174,64 @@ def _required(record: Mapping[str, Any], field: str) -> Iterator[str]:
     value = record.get(field)
     if not isinstance(value, str) or not value.strip():
         yield f"{field} is empty"
+
+
+@lru_cache(maxsize=8192)
+def phone_problem(phone: str) -> str | None:
+    """Why ``phone`` is not a phone number to send to, or None; the words follow the number.
+
+    Cached: a customer's number comes with every order and preference change, and parsing it
+    costs tens of microseconds where the cache costs a fraction of one.
+    """
+    if not phone.startswith("+"):
+        return (
+            "is not in E.164 form: it must start with + and the country calling code, not a "
+            f"national 0 or 00 {_E164_EXAMPLE}"
+        )
+    if not _E164_FORM.fullmatch(phone):
+        return (
+            "is not in E.164 form: only digits may follow the +, no spaces, dashes, brackets or "
+            f"letters {_E164_EXAMPLE}"
+        )
+    not_valid = "is not a valid phone number:"
+    if len(phone) > 20:  # E.164 allows 15 digits; longer ones are not worth parsing (or caching)
+        return f"{not_valid} {len(phone) - 1} digits, E.164 allows at most 15 {_E164_EXAMPLE}"
+    try:
+        number = phonenumbers.parse(phone, None)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE:
+            return f"{not_valid} it starts with no country calling code {_E164_EXAMPLE}"
+        if exc.error_type == NumberParseException.TOO_LONG:
+            return f"{not_valid} too long, E.164 allows at most 15 digits {_E164_EXAMPLE}"
+        return f"{not_valid} too short to be one {_E164_EXAMPLE}"
+    if phonenumbers.is_valid_number(number):
+        return None
+    return f"{not_valid} {_why_not_valid(number)} {_E164_EXAMPLE}"
+
+
+def _why_not_valid(number: phonenumbers.PhoneNumber) -> str:
+    """What is wrong with a parsed number ``phonenumbers`` does not call valid (the slow part,
+    formatting, only for those)."""
+    code = number.country_code or 0  # always set by parse()
+    region = phonenumbers.region_code_for_country_code(code)
+    digits = len(phonenumbers.national_significant_number(number))
+    shown = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+    after = f"{shown} has {digits} digits after +{code}"
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible == ValidationResult.INVALID_COUNTRY_CODE:
+        return f"+{code} is no country calling code"
+    if possible == ValidationResult.TOO_SHORT:
+        return f"{after}, too few for a number of {region}"
+    if possible == ValidationResult.TOO_LONG:
+        return f"{after}, too many for a number of {region}"
+    if possible == ValidationResult.INVALID_LENGTH:
+        return f"{after}, a length no number of {region} has"
+    if possible == ValidationResult.IS_POSSIBLE_LOCAL_ONLY:
+        return (
+            f"{shown} is not a number any carrier assigns: {digits} digits after +{code} make "
+            f"at most a local number of {region}, without its area code"
+        )
+    return f"{shown} is not a number any carrier in {region} assigns"
 
 
 @lru_cache(maxsize=1024)

@@ -34,6 +34,7 @@ from pipeline.channels.base import mask_address, mask_addresses_in
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.journeys.model import CustomerState
 from pipeline.jsonio import to_json
+from pipeline.money import format_minor
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.topics import topic_partitions
 from pipeline.worker.scheduler import NO_WAKE, unpack_state, unpack_wake
@@ -243,7 +244,7 @@ def as_text(view: CustomerView) -> list[str]:
         for order in state.orders:
             facts = [f"placed {_when(order.placed_at)}" if order.placed_at else "not placed (seen)"]
             if order.total_minor is not None and order.currency:
-                facts.append(f"{order.total_minor / 100:.2f} {order.currency}")
+                facts.append(format_minor(order.total_minor, order.currency))
             for label, moment in (
                 ("delivered", order.delivered_at),
                 ("returned", order.returned_at),

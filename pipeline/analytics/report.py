@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.analytics.uplift import Uplift, UpliftRow, format_effect
+from pipeline.money import format_minor
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -734,7 +735,8 @@ def uplift_tables(uplift: Uplift) -> list[_Table]:
         ),
         tuple(_uplift_cells(row) for row in uplift.rows),
         f"What each customer did within {window} of the touchpoint. Rates in percent, uplift in "
-        "percentage points (pts), revenue as the mean per touchpoint in minor units. Intervals: "
+        "percentage points (pts), revenue as the mean per touchpoint in the currency (minor units "
+        "by the currency's ISO 4217 exponent: JPY 0 decimals, EUR 2, BHD 3). Intervals: "
         "Newcombe's score interval for rates, Welch's (normal approximation) for means; for the "
         "relative uplift Katz's log interval (rates) and the delta method (means). Verdicts come "
         "from the two-proportion z-test (Welch's for means), Holm-adjusted across every comparison "
@@ -757,6 +759,8 @@ def _uplift_cells(row: UpliftRow) -> tuple[str, ...]:
     effect = comparison.absolute
 
     def value(v: float) -> str:
+        if metric.currency:
+            return format_minor(v, metric.currency)
         return f"{v:,.2f}" if metric.mean else f"{v * 100:.1f}%"
 
     relative = "-"

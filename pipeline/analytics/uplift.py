@@ -42,6 +42,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipeline.analytics.stats import Comparison, Sample, compare_means, compare_rates, holm
+from pipeline.money import format_minor
 
 DEFAULT_WINDOW = timedelta(days=7)
 MIN_GROUP = 30  # fewer touchpoints than this in a group: too few to say anything
@@ -437,5 +438,5 @@ def format_effect(metric: Metric, value: float, *, sign: bool = False) -> str:
     if not metric.mean:
         return f"{prefix}{value * 100:.1f} pts"
     if metric.currency:
-        return f"{prefix}{value:,.0f} {metric.currency} minor units"
+        return format_minor(value, metric.currency, sign=sign)
     return f"{prefix}{value:.2f}"

@@ -191,7 +191,7 @@ class _Region:
     timezone: str
     locale: str
     dial: str  # country calling code
-    mobile: tuple[str, ...]  # mobile prefixes after the calling code
+    mobile: tuple[str, ...]  # mobile prefixes after the calling code, valid whatever follows
     digits: int  # subscriber digits after the prefix
     currency: str
     carriers: tuple[str, ...]
@@ -212,27 +212,27 @@ _REGIONS = (
             ("Österreichische Post", "DPD"), (2, 3), False, 0.35, 6),
     _Region("Europe/Zurich", "de-CH", "+41", ("76", "78", "79"), 7, "CHF",
             ("Swiss Post",), (2, 4), True, 0.4, 4),
-    _Region("Europe/London", "en-GB", "+44", ("7700", "7911", "7400"), 6, "GBP",
+    _Region("Europe/London", "en-GB", "+44", ("7400", "7800", "7900"), 6, "GBP",
             ("Royal Mail", "DPD"), (3, 5), True, 0.3, 12),
     _Region("Europe/Dublin", "en-IE", "+353", ("83", "85", "87"), 7, "EUR",
             ("An Post",), (3, 5), False, 0.3, 3),
-    _Region("Europe/Amsterdam", "nl-NL", "+31", ("6",), 8, "EUR",
+    _Region("Europe/Amsterdam", "nl-NL", "+31", ("61", "62", "64", "65"), 7, "EUR",
             ("PostNL", "DHL"), (2, 3), False, 0.45, 5),
-    _Region("America/New_York", "en-US", "+1", ("212", "646", "917"), 7, "USD",
+    _Region("America/New_York", "en-US", "+1", ("2125", "6463", "9174"), 6, "USD",
             ("UPS", "FedEx"), (4, 7), True, 0.1, 9),
-    _Region("America/Chicago", "en-US", "+1", ("312", "773"), 7, "USD",
+    _Region("America/Chicago", "en-US", "+1", ("3124", "7735"), 6, "USD",
             ("UPS", "FedEx"), (4, 7), True, 0.1, 3),
-    _Region("America/Los_Angeles", "en-US", "+1", ("213", "310", "415"), 7, "USD",
+    _Region("America/Los_Angeles", "en-US", "+1", ("2136", "3102", "4155"), 6, "USD",
             ("UPS", "FedEx"), (5, 8), True, 0.1, 6),
-    _Region("America/Toronto", "en-CA", "+1", ("416", "647"), 7, "CAD",
+    _Region("America/Toronto", "en-CA", "+1", ("4163", "6477"), 6, "CAD",
             ("Canada Post", "UPS"), (5, 8), True, 0.15, 3),
     _Region("America/Sao_Paulo", "pt-BR", "+55", ("1191", "2198"), 7, "USD",
             ("DHL Express",), (6, 10), True, 0.8, 2),
     _Region("Asia/Kolkata", "en-IN", "+91", ("98", "99", "70"), 8, "USD",
             ("DHL Express",), (5, 9), True, 0.8, 3),
-    _Region("Asia/Singapore", "en-SG", "+65", ("8", "9"), 7, "USD",
+    _Region("Asia/Singapore", "en-SG", "+65", ("81", "87", "91", "96"), 6, "USD",
             ("DHL Express",), (5, 8), True, 0.6, 2),
-    _Region("Australia/Sydney", "en-AU", "+61", ("4",), 8, "AUD",
+    _Region("Australia/Sydney", "en-AU", "+61", ("40", "41", "42", "43"), 7, "AUD",
             ("Australia Post", "DHL Express"), (6, 10), True, 0.2, 4),
     _Region("Pacific/Auckland", "en-NZ", "+64", ("21", "22", "27"), 7, "NZD",
             ("NZ Post",), (7, 10), True, 0.2, 1),

@@ -54,6 +54,50 @@ CASES: list[tuple[str, TopicRole, dict[str, Any], str]] = [
         preferences(quiet_hours={"start_minute": 60, "end_minute": 60}),
         "same minute",
     ),
+    ("unknown currency", P, purchase(currency="XYZ"), "currency 'XYZ' is not in the ISO 4217"),
+    ("lower-case currency", P, purchase(currency="eur"), "codes are upper case (EUR)"),
+    ("gold", P, purchase(currency="XAU"), "currency 'XAU' is ISO 4217's 'Gold', which has no"),
+    ("code for testing", P, purchase(currency="XTS"), "not a currency of sale"),
+    ("code for no currency", P, purchase(currency="XXX"), "not a currency of sale"),
+    ("fund code", P, purchase(currency="USN"), "fund code 'US Dollar (Next day)'"),
+    ("long currency cut", P, purchase(currency="E" * 60), f"currency '{'E' * 40}' is not"),
+]
+
+# The phone rules, on both records that carry a number: the field, its value, what is wrong.
+PHONES: list[tuple[str, str, str]] = [
+    (
+        "no carrier assigns it",
+        "+10000000",
+        "phone '+10000000' is not a valid phone number: +1 0000000 is not a number any carrier "
+        "assigns: 7 digits after +1 make at most a local number of US, without its area code "
+        "(E.164 like +4915112345678)",
+    ),
+    (
+        "too short",
+        "+1415555267",
+        "phone '+1415555267' is not a valid phone number: +1 415555267 has 9 digits after +1, "
+        "too few for a number of US",
+    ),
+    ("too long", "+491511234567890123", "has 16 digits after +49, too many for a number of DE"),
+    ("no such length", "+6112345678901", "11 digits after +61, a length no number of AU has"),
+    ("unassigned range", "+447700900123", "+44 7700 900123 is not a number any carrier in GB"),
+    ("no country code", "+9991234567", "phone '+9991234567' is not a valid phone number: it"),
+    ("national form", "015112345678", "phone '015112345678' is not in E.164 form: it must start"),
+    ("spaces", "+49 151 12345678", "phone '+49 151 12345678' is not in E.164 form: only digits"),
+    ("letters", "+1800FLOWERS", "only digits may follow the +"),
+    ("far too long, cut", "+" + "1" * 60, f"phone '+{'1' * 39}' is not a valid phone number: 60"),
+]
+CASES += [
+    (
+        f"purchase, {name}",
+        P,
+        purchase(contact={**purchase()["contact"], "phone": phone}),
+        f"contact.{words}" if words.startswith("phone ") else words,
+    )
+    for name, phone, words in PHONES
+]
+CASES += [
+    (f"preferences, {name}", PR, preferences(phone=phone), words) for name, phone, words in PHONES
 ]
 
 
@@ -71,9 +115,28 @@ def test_a_rule_broken_is_an_invalid_dead_letter(
     assert words in verdict.reason
 
 
+# Mobile and fixed-line numbers of a few countries, as upstream systems send them.
+VALID_PHONES = [
+    "+4915112345678",  # DE mobile
+    "+493012345678",  # DE Berlin landline
+    "+14155552671",  # US
+    "+14165550123",  # CA
+    "+447911123456",  # GB mobile
+    "+33612345678",  # FR
+    "+819012345678",  # JP
+    "+61412345678",  # AU
+    "+5511912345678",  # BR
+    "+919812345678",  # IN
+    "+41791234567",  # CH
+]
+
+
 @pytest.mark.parametrize(
     ("role", "record"),
     [
+        *[(P, purchase(contact={**purchase()["contact"], "phone": p})) for p in VALID_PHONES],
+        *[(PR, preferences(phone=p)) for p in VALID_PHONES],
+        *[(P, purchase(currency=code)) for code in ("JPY", "BHD", "CHF", "GBP", "USD", "CLP")],
         (P, purchase(type="ORDER_CANCELLED", items=[], reason="Changed my mind")),
         (P, purchase(contact=None)),
         (S, shipment(tracking_url=None, eta=None, carrier=None)),

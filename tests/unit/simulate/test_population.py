@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.names import TopicRole
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
+from pipeline.validation import phone_problem
 from tests.unit.simulate.replay import Replay
 
 DEFAULT = Plan()
@@ -193,6 +194,17 @@ def _flag(picture: dict[str, object], key: str) -> bool:
     consent = picture["consent"]
     assert isinstance(consent, dict)
     return bool(consent[key])
+
+
+def test_every_phone_number_is_one_a_carrier_could_have_assigned() -> None:
+    # More customers than the default run, so that every region and mobile prefix shows up.
+    phones = {
+        contact["phone"]
+        for event in simulate(Plan(customers=2000, days=1))
+        if (contact := event.record.get("contact", event.record)) and contact.get("phone")
+    }
+    assert len(phones) > 1500
+    assert {phone: phone_problem(phone) for phone in phones if phone_problem(phone)} == {}
 
 
 # -- through the worker's intake and the journey core -------------------------------------------
