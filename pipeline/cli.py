@@ -2,9 +2,10 @@
 
     aftercare broker start|stop|status    the local Kafka broker (not with KAFKA_BOOTSTRAP_SERVERS)
     aftercare topics create|check         make and check every topic
-    aftercare produce TOPIC               JSON lines on stdin -> validated Avro records on TOPIC
+    aftercare produce [TOPIC]             JSON lines on stdin -> validated Avro records on TOPIC
     aftercare consume TOPIC               decoded records of TOPIC as JSON lines
-    aftercare config                      every setting, its value and what it does
+    aftercare config [--markdown]         every setting, its value and what it does
+    aftercare journeys check [FILE]       check a journeys file and its templates, offline
     aftercare worker                      the journey worker
     aftercare senders                     the channel senders
     aftercare sandbox ...                 the provider sandbox, its outbox and its faults
@@ -22,20 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from pipeline import localkafka
 from pipeline.analytics.cli import add_commands as add_analytics_commands
 from pipeline.analytics.customer import add_commands as add_customer_commands
-from pipeline.config import VARIABLES, ConfigError, Settings
-from pipeline.journeys.rules import JourneysFileError
+from pipeline.config import ConfigError, Environment, Settings, listing, markdown_table
+from pipeline.journeys.rules import JourneysFileError, load_journeys
 from pipeline.names import TopicRole
 from pipeline.sandbox.cli import add_commands as add_sandbox_commands
 from pipeline.simulate.cli import add_commands as add_simulate_commands
+from pipeline.templates.render import TemplateError
 from pipeline.topics import TopicLayoutError, check_topics, ensure_topics
 
 
@@ -46,6 +46,12 @@ class CommandError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from aiokafka.errors import KafkaConnectionError
+
+    from pipeline.logs import install_bootstrap_filter
+
+    install_bootstrap_filter()
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         result: int = args.handler(settings, args)
@@ -55,18 +61,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         JourneysFileError,
         localkafka.LocalBrokerError,
+        TemplateError,
         TopicLayoutError,
     ) as exc:
         print(f"aftercare: {exc}", file=sys.stderr)
+        return 1
+    except KafkaConnectionError as exc:
+        assert settings is not None  # only a command with settings connects
+        print(f"aftercare: {_unreachable(settings, exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
+def _unreachable(settings: Settings, exc: Exception) -> str:
+    """One line for a cluster that did not answer: the servers tried and what to check."""
+    tried = settings.bootstrap_servers
+    if settings.uses_local_broker:
+        hint = (
+            "the local broker is not running: start it with `aftercare broker start`, or set "
+            "KAFKA_BOOTSTRAP_SERVERS to your cluster"
+        )
+    else:
+        hint = (
+            "check KAFKA_BOOTSTRAP_SERVERS (host:port of brokers reachable from here: DNS, "
+            "firewall, the listener the brokers advertise) and that KAFKA_SECURITY_PROTOCOL "
+            f"({settings.security.protocol}) is what those listeners speak"
+        )
+    from pipeline.logs import bootstrap_failures
+
+    failures = bootstrap_failures()
+    if failures:
+        detail = "; ".join(f"{server}: {why}" for server, why in failures.items())
+    else:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+    return f"no Kafka broker answered at {tried} ({detail}); {hint}"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aftercare")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aftercare",
-        description="Post-purchase journey pipeline on Kafka.",
+        description="Post-purchase journey pipeline on Kafka: input events in, timed "
+        "touchpoints out over email, SMS, WhatsApp, push and in-app, every outcome recorded. "
+        "Settings come from the environment (`aftercare config` lists them).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"aftercare {_version()}", help="print the version"
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -76,7 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Start, stop or show the local Apache Kafka broker (KRaft) on 127.0.0.1: "
         "one node, or a cluster of --brokers N nodes for trying faults.",
     )
-    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument(
+        "action",
+        choices=["start", "stop", "status"],
+        help="start (fetching the jars from Maven Central the first time), stop, or status "
+        "(exit 3 when not running)",
+    )
     broker.add_argument(
         "--brokers",
         type=int,
@@ -91,18 +145,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.set_defaults(handler=_broker)
 
-    topics = commands.add_parser("topics", help="create or check Aftercare's topics")
-    topics.add_argument("action", choices=["create", "check"])
+    topics = commands.add_parser(
+        "topics",
+        help="create or check Aftercare's topics",
+        description="Create every topic Aftercare uses that is missing, with the partitions, "
+        "replication and cleanup policy it needs, or check an existing layout (the input topics "
+        "and due-notices co-partitioned, compacted topics compacted) without changing it.",
+    )
+    topics.add_argument(
+        "action",
+        choices=["create", "check"],
+        help="create: make what is missing, then check; check: only check",
+    )
     topics.set_defaults(handler=_topics)
 
     produce = commands.add_parser(
         "produce",
         help="encode JSON lines from stdin and produce them (validated as the worker would)",
+        description="Send JSON lines from stdin: bare records to TOPIC, or envelopes "
+        '{"topic": ..., "record": {...}} (as `aftercare simulate --dry-run` prints them) each '
+        "to its input topic; with TOPIC, envelopes of other topics are skipped.",
     )
-    produce.add_argument("topic", help="a topic role (purchases, shipments, ...) or a topic name")
+    produce.add_argument(
+        "topic",
+        nargs="?",
+        help="a topic role (purchases, shipments, ...) or a topic name; without it every line "
+        "is an envelope",
+    )
     produce.set_defaults(handler=_produce)
 
-    consume = commands.add_parser("consume", help="print decoded records of a topic as JSON lines")
+    consume = commands.add_parser(
+        "consume",
+        help="print decoded records of a topic as JSON lines",
+        description="Read a topic from its beginning and print each record decoded from Avro as "
+        'one JSON line {"partition", "offset", "record"} (or "error" and "reason" for bytes '
+        "that do not decode); without --follow it stops when the topic is idle.",
+    )
     consume.add_argument("topic", help="a topic role (deliveries, dead-letters, ...) or name")
     consume.add_argument(
         "--follow", action="store_true", help="keep waiting for new records (Ctrl-C ends)"
@@ -115,11 +193,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(handler=_consume)
 
-    config = commands.add_parser("config", help="print every setting and its current value")
+    config = commands.add_parser(
+        "config",
+        help="print every setting and its current value",
+        description="Print every environment variable Aftercare reads: its value (secrets as "
+        "**********, defaults marked) and what it does. A setting Aftercare cannot use is "
+        "refused here as at any command's start, one line naming the variable.",
+    )
+    config.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the table of every variable, its default and meaning (the README's)",
+    )
     config.set_defaults(handler=_config)
 
+    journeys = commands.add_parser(
+        "journeys",
+        help="check a journeys file and its templates, offline",
+        description="Check a journeys file as the worker and the senders would at start, "
+        "without a broker: the YAML, every rule, and that every step has a template for each "
+        "of its channels that compiles; each problem as file:line.",
+    )
+    journeys.add_argument("action", choices=["check"], help="check: the only action")
+    journeys.add_argument(
+        "file",
+        nargs="?",
+        help="the journeys file (default: AFTERCARE_JOURNEYS_FILE, else the shipped defaults)",
+    )
+    journeys.set_defaults(handler=_journeys)
+
     worker = commands.add_parser(
-        "worker", help="the journey worker: input topics in, touchpoints to dispatch"
+        "worker",
+        help="the journey worker: input topics in, touchpoints to dispatch",
+        description="Run one journey worker: consume the input topics in event-time order, "
+        "keep each customer's journey state in a changelogged table, and produce touchpoint "
+        "commands to dispatch when they fall due. Workers with the same AFTERCARE_WORKER_ID "
+        "share the partitions. Health and /metrics on AFTERCARE_WORKER_PORT.",
     )
     worker.set_defaults(handler=_worker)
 
@@ -129,7 +238,13 @@ def _parser() -> argparse.ArgumentParser:
     add_customer_commands(commands)
 
     senders = commands.add_parser(
-        "senders", help="the channel senders: dispatch in, messages out, outcomes to deliveries"
+        "senders",
+        help="the channel senders: dispatch in, messages out, outcomes to deliveries",
+        description="Run one senders process: consume dispatch, render each touchpoint, send it "
+        "over its channels (falling back in order, retrying within its validity), and publish "
+        "every outcome to deliveries, once per touchpoint. Processes with the same "
+        "AFTERCARE_SENDERS_ID share the partitions. Health and /metrics on "
+        "AFTERCARE_SENDERS_PORT.",
     )
     senders.set_defaults(handler=_senders)
 
@@ -240,59 +355,10 @@ def _resolve_topic(settings: Settings, given: str) -> tuple[TopicRole, str]:
 
 
 def _produce(settings: Settings, args: argparse.Namespace) -> int:
-    role, topic = _resolve_topic(settings, args.topic)
-    return asyncio.run(_produce_lines(settings, role, topic))
+    from pipeline.produce import produce_stdin
 
-
-async def _produce_lines(settings: Settings, role: TopicRole, topic: str) -> int:
-    from aiokafka import AIOKafkaProducer
-
-    from pipeline.clock import SystemClock
-    from pipeline.codec import CodecError, SchemaSet
-    from pipeline.intake import DeadLetter, SourceRecord, admit
-    from pipeline.jsonio import from_json
-    from pipeline.names import INPUT_ROLES, RECORD_OF_TOPIC
-
-    schemas = SchemaSet.load()
-    full_name = RECORD_OF_TOPIC[role]
-    clock = SystemClock()
-    producer = AIOKafkaProducer(
-        client_id=f"{settings.client_id}-cli", acks="all", **settings.kafka_client_kwargs()
-    )
-    await producer.start()
-    sent = refused = 0
-    try:
-        for number, line in enumerate(sys.stdin, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = from_json(schemas.current(full_name).parsed, json.loads(line))
-                value = schemas.encode(full_name, record)
-            except (ValueError, CodecError) as exc:
-                print(f"line {number}: not sent: {exc}", file=sys.stderr)
-                refused += 1
-                continue
-            key = str(record.get("customer_id", "")).encode("utf-8")
-            if role in INPUT_ROLES:
-                # The same rules the worker applies, so a producer learns of a bad event here.
-                verdict = admit(
-                    schemas,
-                    role,
-                    SourceRecord(topic, -1, -1, key, value),
-                    now=clock.now(),
-                    max_future=timedelta(seconds=settings.max_future_seconds),
-                    consumer="cli",
-                )
-                if isinstance(verdict, DeadLetter):
-                    print(f"line {number}: not sent: {verdict.reason}", file=sys.stderr)
-                    refused += 1
-                    continue
-            await producer.send_and_wait(topic, value=value, key=key)
-            sent += 1
-    finally:
-        await producer.stop()
-    print(f"sent {sent} record(s) to {topic}" + (f", refused {refused}" if refused else ""))
-    return 1 if refused else 0
+    role = None if args.topic is None else _resolve_topic(settings, args.topic)[0]
+    return asyncio.run(produce_stdin(settings, role))
 
 
 def _consume(settings: Settings, args: argparse.Namespace) -> int:
@@ -322,8 +388,8 @@ async def _consume_lines(
         auto_offset_reset="earliest",
         **settings.kafka_client_kwargs(),
     )
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a consumer that never connected is closed too
         while True:
             batches = await consumer.getmany(timeout_ms=int(idle_seconds * 1000))
             if not batches and not follow:
@@ -359,19 +425,25 @@ def _preferences(settings: Settings, args: argparse.Namespace) -> int:
     return run_preferences(settings)
 
 
-def _secret(name: str) -> bool:
-    """Settings whose values are never printed: passwords, keys, tokens and secrets."""
-    return "PASSWORD" in name or name.endswith(("_KEY", "_TOKEN", "_SECRET"))
-
-
 def _config(settings: Settings, args: argparse.Namespace) -> int:
-    for variable in VARIABLES:
-        value = os.environ.get(variable.name, "")
-        if _secret(variable.name) and value:
-            value = "***"
-        shown = value or (f"{variable.default} (default)" if variable.default else "(empty)")
-        print(f"{variable.name}={shown}\n    {variable.doc}")
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    print("\n".join(listing(Environment.read())))
     print(f"\nbootstrap servers in use: {settings.bootstrap_servers}")
+    return 0
+
+
+def _journeys(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.templates.render import Renderer
+
+    book = load_journeys(args.file or settings.journeys_file or None)
+    files = Renderer().check(book)
+    steps = sum(len(journey.steps) for journey in book.journeys)
+    print(
+        f"{book.source}: {len(book.journeys)} journeys, {steps} steps, every template there "
+        f"({files} template files checked)"
+    )
     return 0
 
 

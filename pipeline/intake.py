@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pipeline.clock import Clock
 from pipeline.codec import DeadLetterError, DecodeError, SchemaSet
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.privacy import mask_addresses_in
 from pipeline.validation import key_mismatch, problems
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,11 @@ class Intake:
 
     def letter(self, letter: DeadLetter) -> tuple[str, bytes | None, bytes]:
         """``(topic, key, value)`` of a dead letter, for a caller that publishes it with more."""
-        log.warning(
-            "dead-lettered %s: %s: %s", letter.source.where, letter.error.value, letter.reason
+        log.warning(  # the reason may quote an address or number: masked here, whole in the letter
+            "dead-lettered %s: %s: %s",
+            letter.source.where,
+            letter.error.value,
+            mask_addresses_in(letter.reason),
         )
         self.dead_lettered += 1
         value = self.schemas.encode(DEAD_LETTER, letter.to_record())

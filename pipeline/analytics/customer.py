@@ -30,12 +30,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.analytics.reading import ReadError
-from pipeline.channels.base import mask_address, mask_addresses_in
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.journeys.model import CustomerState
 from pipeline.jsonio import to_json
 from pipeline.money import format_minor
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.privacy import mask_address, mask_addresses_in
 from pipeline.topics import topic_partitions
 from pipeline.worker.scheduler import NO_WAKE, unpack_state, unpack_wake
 from pipeline.worker.statecodec import StateDecodeError, decode_state, encode_state

@@ -61,19 +61,32 @@ def build_senders(
                 port=c.smtp_port,
                 tls=c.smtp_tls,
                 username=c.smtp_username,
-                password=c.smtp_password,
+                password=c.smtp_password.get_secret_value(),
                 sender=c.email_from,
                 pool_size=c.smtp_pool_size,
             ),
             clock,
         ),
-        SmsSender(client, c.sms_base_url, c.sms_account_sid, c.sms_auth_token, c.sms_from, clock),
-        WhatsAppSender(
-            client, c.whatsapp_base_url, c.whatsapp_phone_number_id, c.whatsapp_token, clock
+        SmsSender(
+            client,
+            c.sms_base_url,
+            c.sms_account_sid,
+            c.sms_auth_token.get_secret_value(),
+            c.sms_from,
+            clock,
         ),
-        PushSender(client, c.push_base_url, c.push_project_id, c.push_token, clock),
+        WhatsAppSender(
+            client,
+            c.whatsapp_base_url,
+            c.whatsapp_phone_number_id,
+            c.whatsapp_token.get_secret_value(),
+            clock,
+        ),
+        PushSender(
+            client, c.push_base_url, c.push_project_id, c.push_token.get_secret_value(), clock
+        ),
         InAppSender(publisher, settings.topic(TopicRole.INBOX), schemas, clock),
-        WebhookSender(client, c.webhook_url, c.webhook_secret, clock),
+        WebhookSender(client, c.webhook_url, c.webhook_secret.get_secret_value(), clock),
     ]
     return {sender.channel: sender for sender in senders}
 

@@ -14,7 +14,6 @@ classified once, here at the boundary, into three outcomes:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -126,21 +125,3 @@ def _error_text(response: httpx.Response) -> str:
 def has_line_break(*values: str | None) -> bool:
     """Header injection guard: no CR or LF may reach a header or an address."""
     return any(v is not None and ("\r" in v or "\n" in v) for v in values)
-
-
-_ADDRESS_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\+\d{7,15}")
-
-
-def mask_addresses_in(text: str) -> str:
-    """``text`` (a provider's error, say) with every email address and E.164 number masked."""
-    return _ADDRESS_IN_TEXT.sub(lambda m: mask_address(m.group(0)), text)
-
-
-def mask_address(address: str) -> str:
-    """For logs: enough to tell addresses apart, not enough to contact anyone."""
-    if "@" in address:
-        name, _, domain = address.partition("@")
-        return f"{name[:1]}***@{domain}"
-    if len(address) > 6:
-        return f"{address[:3]}***{address[-2:]}"
-    return "***"

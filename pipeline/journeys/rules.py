@@ -107,6 +107,7 @@ class StepRule:
     validity: timedelta
     variables: tuple[tuple[str, str], ...] = ()
     digest: Digest | None = None
+    line: int | None = field(default=None, compare=False)  # where the step starts in its file
 
 
 @dataclass(frozen=True)
@@ -481,6 +482,7 @@ class _Reader:
             validity=validity,
             variables=tuple(sorted((str(k), str(v)) for k, v in variables.items())),
             digest=digest,
+            line=spec.line,
         )
 
     def digest(self, node: Any, line: int | None, where: str, validity: timedelta) -> Digest:

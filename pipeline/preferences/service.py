@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline import logs
 from pipeline.clock import Clock
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.config import Settings
@@ -477,10 +478,7 @@ def _editor(body: Any) -> Callable[[dict[str, Any]], None]:
 
 
 def run_preferences(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     return asyncio.run(_serve(settings))
 
 
@@ -505,7 +503,7 @@ async def _serve(settings: Settings) -> int:
     api = Api(service, signer, clock)
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", settings.preferences_port).start()
+    await web.TCPSite(runner, settings.bind_address, settings.preferences_port).start()
     following = asyncio.create_task(view.run(), name="preferences-view")
     waiting = asyncio.create_task(stop.wait())
     log.info("preferences service on port %d, clock %s", settings.preferences_port, clock.now())

@@ -11,13 +11,16 @@ they work on one started by ``make run``, by another terminal or by a test. ``fa
 options prints the channel's current faults; ``--clear`` first resets them all; ``--outage-seconds
 S`` starts an outage that ends S seconds from now (0 ends it).
 
-``serve`` reads its own settings from the environment (other settings, credentials included,
-keep the defaults of :class:`~pipeline.sandbox.server.SandboxConfig`, which match the channel
-defaults in :mod:`pipeline.config`):
+``serve`` takes its ports, address and outbox from the settings (``aftercare config``; other
+settings, credentials included, keep the defaults of
+:class:`~pipeline.sandbox.server.SandboxConfig`, which match the channel defaults in
+:mod:`pipeline.config`), and ``messages`` and ``fault`` reach it on the same HTTP port unless
+``--url`` says otherwise:
 
-    AFTERCARE_SANDBOX_HTTP_PORT   8025   HTTP port of the provider APIs, on 127.0.0.1
-    AFTERCARE_SANDBOX_SMTP_PORT   2525   SMTP port, on 127.0.0.1
-    AFTERCARE_SANDBOX_DB          ~/.cache/aftercare/sandbox/outbox.sqlite   the outbox
+    AFTERCARE_SANDBOX_HTTP_PORT   8025   HTTP port of the provider APIs and the control API
+    AFTERCARE_SANDBOX_SMTP_PORT   2525   SMTP port
+    AFTERCARE_SANDBOX_DB          (empty: AFTERCARE_HOME/sandbox/outbox.sqlite)   the outbox
+    AFTERCARE_BIND_ADDRESS        127.0.0.1 (0.0.0.0 in a container)   where it listens
 
 Every failure ends in one line on stderr that says what went wrong and what to do, and exit
 status 1.
@@ -28,30 +31,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from pipeline import logs
+from pipeline.config import ConfigError, Settings
 from pipeline.sandbox.faults import Faults
-from pipeline.sandbox.server import (
-    DEFAULT_DB_PATH,
-    SandboxConfig,
-    SandboxError,
-    serve_forever,
-)
+from pipeline.sandbox.server import SandboxConfig, SandboxError, serve_forever
 from pipeline.sandbox.store import CHANNELS, SandboxStoreError
-
-if TYPE_CHECKING:
-    from pipeline.config import Settings
-
-DEFAULT_URL = "http://127.0.0.1:8025"
-ENV_HTTP_PORT = "AFTERCARE_SANDBOX_HTTP_PORT"
-ENV_SMTP_PORT = "AFTERCARE_SANDBOX_SMTP_PORT"
-ENV_DB = "AFTERCARE_SANDBOX_DB"
 
 Handler = Callable[["Settings", argparse.Namespace], int]
 
@@ -65,24 +56,42 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sandbox = subparsers.add_parser(
         "sandbox",
         help="local stand-ins for the SMTP, SMS, WhatsApp, push and webhook providers",
-        description="Local stand-ins for the message providers, with fault injection.",
+        description="Local stand-ins for the message providers (SMTP, a Twilio-shaped SMS API, "
+        "the WhatsApp Cloud API, FCM v1 push, a webhook receiver) that keep what they accept in "
+        "an outbox, with faults to inject.",
     )
     sandbox.set_defaults(handler=_guarded(_serve), seed=None)
     actions = sandbox.add_subparsers(metavar="ACTION", required=False)
 
-    serve = actions.add_parser("serve", help="run the sandbox (the default action)")
+    serve = actions.add_parser(
+        "serve",
+        help="run the sandbox (the default action)",
+        description="Run the sandbox until SIGTERM or Ctrl-C, on AFTERCARE_SANDBOX_HTTP_PORT and "
+        "AFTERCARE_SANDBOX_SMTP_PORT of AFTERCARE_BIND_ADDRESS, its outbox in "
+        "AFTERCARE_SANDBOX_DB.",
+    )
     serve.add_argument("--seed", type=int, help="seed of the fault draws, for repeatable runs")
     serve.set_defaults(handler=_guarded(_serve))
 
-    messages = actions.add_parser("messages", help="print what a running sandbox received")
+    messages = actions.add_parser(
+        "messages",
+        help="print what a running sandbox received",
+        description="List the messages a running sandbox accepted, oldest first, as a table or "
+        "as JSON lines.",
+    )
     messages.add_argument("--channel", choices=CHANNELS, help="only this channel")
     messages.add_argument("--touchpoint", help="only messages of this touchpoint id")
     messages.add_argument("--json", action="store_true", help="one JSON object per line")
     _url_option(messages)
     messages.set_defaults(handler=_guarded(_messages))
 
-    fault = actions.add_parser("fault", help="change a running sandbox's faults for a channel")
-    fault.add_argument("channel", choices=CHANNELS)
+    fault = actions.add_parser(
+        "fault",
+        help="change a running sandbox's faults for a channel",
+        description="Set latency, error, throttle, reject rates or an outage on one channel of a "
+        "running sandbox; without options, print the channel's faults.",
+    )
+    fault.add_argument("channel", choices=CHANNELS, help="the channel whose faults to change")
     fault.add_argument("--latency-ms", type=float, help="added before every answer")
     fault.add_argument("--error-rate", type=float, help="0..1: retryable 5xx / SMTP 451")
     fault.add_argument("--throttle-rate", type=float, help="0..1: 429 / SMTP 421 4.7.0")
@@ -98,8 +107,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _url_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the running sandbox (default {DEFAULT_URL})"
+        "--url",
+        help="the running sandbox (default http://127.0.0.1:AFTERCARE_SANDBOX_HTTP_PORT)",
     )
+
+
+def _url(settings: Settings, args: argparse.Namespace) -> str:
+    return str(args.url or settings.sandbox.url)
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -113,40 +127,41 @@ def _guarded(handler: Handler) -> Handler:
     return run
 
 
-def config_from_env(
-    environ: Mapping[str, str] = os.environ, seed: int | None = None
-) -> SandboxConfig:
-    """The sandbox's settings from ``AFTERCARE_SANDBOX_*`` (see the module docstring)."""
+def sandbox_config(settings: Settings, seed: int | None = None) -> SandboxConfig:
+    """What ``aftercare sandbox serve`` runs: the sandbox settings (see the module docstring)."""
     return SandboxConfig(
-        http_port=_port(environ, ENV_HTTP_PORT, 8025),
-        smtp_port=_port(environ, ENV_SMTP_PORT, 2525),
-        db_path=environ.get(ENV_DB) or DEFAULT_DB_PATH,
+        http_port=settings.sandbox.http_port,
+        smtp_port=settings.sandbox.smtp_port,
+        db_path=settings.sandbox.db_path,
+        bind_address=settings.bind_address,
         seed=seed,
     )
 
 
-def _port(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
-        raise SandboxCommandError(f"{name}={raw!r} is not a port number (0-65535)")
-    return int(raw)
+def config_from_env(
+    environ: Mapping[str, str] | None = None, seed: int | None = None
+) -> SandboxConfig:
+    """:func:`sandbox_config` of the settings in ``environ`` (the process's by default)."""
+    try:
+        return sandbox_config(Settings.from_env(environ), seed)
+    except ConfigError as exc:
+        raise SandboxCommandError(str(exc)) from None
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    config = config_from_env(seed=args.seed)
-    asyncio.run(serve_forever(config))
+    logs.configure(settings.log_level, settings.log_format)
+    asyncio.run(serve_forever(sandbox_config(settings, args.seed)))
     return 0
 
 
 def _messages(settings: Settings, args: argparse.Namespace) -> int:
     params = {"channel": args.channel, "touchpoint_id": args.touchpoint}
+    url = _url(settings, args)
     found = asyncio.run(
-        _call(args.url, "GET", "/_sandbox/messages", params={k: v for k, v in params.items() if v})
+        _call(url, "GET", "/_sandbox/messages", params={k: v for k, v in params.items() if v})
     )
     if not isinstance(found, list):
-        raise SandboxCommandError(f"{args.url} answered {found!r}, not a list of messages")
+        raise SandboxCommandError(f"{url} answered {found!r}, not a list of messages")
     if args.json:
         for message in found:
             print(json.dumps(message, sort_keys=True))
@@ -192,12 +207,13 @@ def _fault(settings: Settings, args: argparse.Namespace) -> int:
         changes["outage_until"] = (
             time.time() + args.outage_seconds if args.outage_seconds > 0 else None
         )
+    url = _url(settings, args)
     if changes:
         faults = asyncio.run(
-            _call(args.url, "PUT", f"/_sandbox/faults/{args.channel}", json_body=changes)
+            _call(url, "PUT", f"/_sandbox/faults/{args.channel}", json_body=changes)
         )
     else:
-        faults = asyncio.run(_call(args.url, "GET", "/_sandbox/faults"))[args.channel]
+        faults = asyncio.run(_call(url, "GET", "/_sandbox/faults"))[args.channel]
     print(json.dumps({args.channel: faults}, sort_keys=True))
     return 0
 

@@ -30,7 +30,7 @@ from pipeline.sandbox.store import SandboxStore
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # how this machine reaches the sandbox, whatever address it listens on
 DEFAULT_DB_PATH = Path("~/.cache/aftercare/sandbox/outbox.sqlite")
 
 
@@ -52,6 +52,8 @@ class SandboxConfig:
     smtp_password: str = "sandbox-smtp-password"
     seed: int | None = None  # of the fault draws; None: a different sequence each run
     smtp_tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this context
+    # Where to listen: 127.0.0.1 this machine only, 0.0.0.0 every interface (a container).
+    bind_address: str = HOST
 
 
 class Sandbox:
@@ -127,12 +129,12 @@ class Sandbox:
                 api.app(), handle_signals=False, access_log=None, shutdown_timeout=2.0
             )
             await self._runner.setup()
-            site = web.TCPSite(self._runner, HOST, http_port)
+            site = web.TCPSite(self._runner, config.bind_address, http_port)
             try:
                 await site.start()
             except OSError as exc:
                 raise SandboxError(
-                    f"the sandbox cannot listen for HTTP on {HOST}:{http_port} "
+                    f"the sandbox cannot listen for HTTP on {config.bind_address}:{http_port} "
                     f"({exc.strerror}); stop whatever uses that port (another sandbox?) or set "
                     "AFTERCARE_SANDBOX_HTTP_PORT"
                 ) from exc
@@ -144,13 +146,14 @@ class Sandbox:
                 username=config.smtp_username,
                 password=config.smtp_password,
                 tls_context=config.smtp_tls_context,
+                host=config.bind_address,
             )
             try:
                 await self._smtp.start()
             except OSError as exc:
                 self._smtp = None
                 raise SandboxError(
-                    f"the sandbox cannot listen for SMTP on {HOST}:{smtp_port} "
+                    f"the sandbox cannot listen for SMTP on {config.bind_address}:{smtp_port} "
                     f"({exc.strerror}); stop whatever uses that port (another sandbox?) or set "
                     "AFTERCARE_SANDBOX_SMTP_PORT"
                 ) from exc

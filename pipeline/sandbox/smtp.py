@@ -332,7 +332,7 @@ class _Sessions:
 
 
 class SandboxSMTPServer:
-    """The SMTP stand-in on 127.0.0.1:``port`` (0: any free port; see :attr:`port`)."""
+    """The SMTP stand-in on ``host``:``port`` (0: any free port; see :attr:`port`)."""
 
     def __init__(
         self,
@@ -343,8 +343,10 @@ class SandboxSMTPServer:
         username: str,
         password: str,
         tls_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self._handler = SandboxMailHandler(store, faults)
+        self._host = host
         self._requested_port = port
         self._username = username.encode()
         self._password = password.encode()
@@ -373,7 +375,7 @@ class SandboxSMTPServer:
                 authenticator=self._authenticate,
                 loop=loop,
             ),
-            host="127.0.0.1",
+            host=self._host,
             port=self._requested_port,
         )
 

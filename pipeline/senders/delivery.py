@@ -28,12 +28,12 @@ from pipeline.channels.base import (
     Message,
     Permanent,
     Retryable,
-    mask_address,
 )
 from pipeline.clock import Clock
 from pipeline.journeys import policies
 from pipeline.journeys.model import Channel, Priority
 from pipeline.metrics import BREAKER_VALUES, SenderMetrics
+from pipeline.privacy import mask_address
 from pipeline.senders.resilience import CircuitBreaker, RetryPolicy, TokenBucket, backoff
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline import logs
 from pipeline.channels import build_senders, http_client
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
@@ -31,17 +32,15 @@ log = logging.getLogger(__name__)
 
 
 def run_senders(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
-    )
-    # One INFO line per provider request is noise at this volume (and carries URLs).
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     return asyncio.run(_serve(settings))
 
 
 async def _serve(settings: Settings) -> int:
     links = settings.unsubscribe_links()  # before anything connects: a public key is refused
+    renderer = Renderer(unsubscribe_links=links.for_command)
+    # Refuse to start on a broken template or a journey step without one, naming file and line.
+    renderer.check(load_journeys(settings.journeys_file or None))
     await check_topics(settings)
     stop = asyncio.Event()
     watchdog = Watchdog(stop.set, stop.is_set)
@@ -50,9 +49,6 @@ async def _serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     clock = settings.clock()
     schemas = SchemaSet.load()
-    renderer = Renderer(unsubscribe_links=links.for_command)
-    # Refuse to start on a broken template or a journey step without one, naming file and line.
-    renderer.check(load_journeys(settings.journeys_file or None))
     producer = AIOKafkaProducer(
         client_id=f"{settings.client_id}-senders",
         acks="all",
@@ -84,7 +80,7 @@ async def _serve(settings: Settings) -> int:
         dedupe_window=timedelta(hours=settings.sender_dedupe_hours),
     )
     service.on_failure = watchdog.fail
-    health = await _health_server(service, watchdog, settings.senders_port)
+    health = await _health_server(service, watchdog, settings.bind_address, settings.senders_port)
     log.info(
         "senders %s on %s, clock %s", settings.senders_id, settings.bootstrap_servers, clock.now()
     )
@@ -99,7 +95,9 @@ async def _serve(settings: Settings) -> int:
     return EXIT_LOOP_DIED if watchdog.failed else 0
 
 
-async def _health_server(service: SenderService, watchdog: Watchdog, port: int) -> web.AppRunner:
+async def _health_server(
+    service: SenderService, watchdog: Watchdog, host: str, port: int
+) -> web.AppRunner:
     async def live(request: web.Request) -> web.Response:
         return web.json_response({"live": True})
 
@@ -124,5 +122,5 @@ async def _health_server(service: SenderService, watchdog: Watchdog, port: int) 
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()  # probes come from the kubelet
+    await web.TCPSite(runner, host, port).start()
     return runner

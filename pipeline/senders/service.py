@@ -131,6 +131,7 @@ class SenderService:
         consumer = AIOKafkaConsumer(
             client_id=f"{self.settings.client_id}-senders",
             group_id=self.group_id,
+            group_instance_id=self.settings.instance_id or None,  # static membership
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.settings.session_timeout_seconds * 1000),

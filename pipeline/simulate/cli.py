@@ -7,12 +7,15 @@ Without pacing options every event is produced as fast as the broker takes it. `
 paces them on an accelerated clock on which simulated time begins at ``--start`` as the command
 starts and runs F times faster than real time: each event is produced when that clock reaches
 it (run the worker on the same clock; the command prints the settings that say so). ``--rate``
-caps real events per second. ``--dry-run`` prints the events as JSON lines instead, one object
-per line with ``topic`` (a topic role) and ``record``, in time order:
+caps real events per second. ``--dry-run`` prints the events as JSON lines instead, one envelope
+per line with ``topic`` (a topic role) and ``record``, in time order, which ``aftercare produce``
+takes as they are (without TOPIC each to its topic; with TOPIC only those of that topic):
 
     aftercare simulate --dry-run | head
-    aftercare simulate --dry-run | jq -c 'select(.topic == "purchases") | .record' \\
-        | aftercare produce purchases
+    aftercare simulate --dry-run | aftercare produce             # every event to its topic
+    aftercare simulate --dry-run | aftercare produce purchases   # the purchases alone
+    aftercare simulate --dry-run | jq -c 'select(.record.type == "ORDER_PLACED")' \\
+        | aftercare produce
 
 The same options always give the same events (and the same journeys file: the customers react to
 the messages they get, so those in its holdout groups, see AFTERCARE_JOURNEYS_FILE, behave as

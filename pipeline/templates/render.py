@@ -364,9 +364,11 @@ class Renderer:
                             self.default_language, step.template, channel
                         )
                         if not path.is_file():
+                            at = f":{step.line}" if step.line else ""
                             problems.append(
-                                f"{path}: missing; journey {journey.name} step {step.name} "
-                                f"sends {step.template} on {channel} ({journeys.source})"
+                                f"{journeys.source}{at}: journey {journey.name} step "
+                                f"{step.name} sends template {step.template} on "
+                                f"{channel.lower()}, but {path} is missing"
                             )
         if problems:
             raise TemplateError(

@@ -162,7 +162,7 @@ def broker_credentials(settings: Settings) -> Any:
     if security.protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=security.sasl_username,
-            password=security.sasl_password,
+            password=security.sasl_password.get_secret_value(),
             mechanism=security.sasl_mechanism,
             ssl_context=security.ssl_context(),
         )
@@ -197,8 +197,11 @@ def create_app(
         # and hands its partitions to the others.
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.session_timeout_seconds / 5,
+        # Static membership: a worker restarted under the same id within the session timeout
+        # takes its partitions back without a rebalance (it does not leave the group on stop).
+        consumer_group_instance_id=settings.instance_id or None,
         web_port=settings.worker_port,
-        web_bind="0.0.0.0",  # probes come from the kubelet, not from localhost
+        web_bind=settings.bind_address,  # 0.0.0.0 in a container: probes come from the kubelet
         # Recovery reads the changelog one fetch at a time, and Faust pauses the input partitions
         # only in its own books: once a fetch's records sit waiting for the table, aiokafka
         # long-polls the empty input partitions (Faust's fixed fetch_max_wait_ms=1500), and the
@@ -436,7 +439,7 @@ def create_app(
         return web.json(body, status=200 if is_ready else 503)
 
     if settings.customer_api_token:
-        expected = f"Bearer {settings.customer_api_token}".encode()
+        expected = f"Bearer {settings.customer_api_token.get_secret_value()}".encode()
         # Each answer reads three partitions from their start: one at a time, beside the journeys.
         one_at_a_time = asyncio.Semaphore(1)
 

@@ -13,8 +13,10 @@ import faust
 
 from pipeline.config import Settings
 from pipeline.journeys.rules import load_journeys
+from pipeline.logs import logging_config
 from pipeline.names import CUSTOMERS_TABLE
 from pipeline.supervision import EXIT_LOOP_DIED, Watchdog
+from pipeline.templates.render import Renderer
 from pipeline.topics import check_topics
 from pipeline.worker.app import create_app
 
@@ -22,10 +24,12 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> int:
-    # Refuse to start on a broken layout or a bad journeys file, before any partition is taken.
-    # Both raise errors that the command line prints as one line naming what to fix.
-    asyncio.run(check_topics(settings))
+    # Refuse to start on a bad journeys file (a step whose template is missing included: the
+    # senders would refuse it) before connecting, then on a broken layout before any partition
+    # is taken. Each raises an error the command line prints naming what to fix.
     book = load_journeys(settings.journeys_file or None)
+    Renderer().check(book)
+    asyncio.run(check_topics(settings))
     clock = settings.clock()
     # A dead loop stops the worker as SIGTERM does (offsets committed, tables closed), and the
     # process then exits non-zero.
@@ -43,7 +47,12 @@ def run_worker(settings: Settings) -> int:
     )
     # faust.Worker installs SIGTERM/SIGINT handlers that stop the app cleanly: offsets committed,
     # producer flushed, tables closed.
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level, settings.log_format),
+        quiet=True,
+    )
     # Faust's terminal spinner turns the root logger to DEBUG so that it can spin on every record
     # logged; every library's debug line would then be formatted and filtered on the hot path.
     worker.spinner = None

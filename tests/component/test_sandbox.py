@@ -29,6 +29,7 @@ import aiosmtplib
 import httpx
 import pytest
 
+from pipeline.config import Settings
 from pipeline.sandbox.cli import SandboxCommandError, add_commands, config_from_env
 from pipeline.sandbox.faults import FaultInjector, Outcome
 from pipeline.sandbox.server import Sandbox
@@ -686,9 +687,9 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["sandbox", *argv])
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, environ: dict[str, str] | None = None) -> int:
     # The handlers call asyncio.run, as the aftercare command does; give them a thread.
-    result: int = await asyncio.to_thread(args.handler, None, args)
+    result: int = await asyncio.to_thread(args.handler, Settings.from_env(environ or {}), args)
     return result
 
 
@@ -743,8 +744,15 @@ async def test_cli_says_what_to_do_when_no_sandbox_answers(
 @pytest.mark.parametrize(
     ("environ", "fragment"),
     [
-        ({"AFTERCARE_SANDBOX_HTTP_PORT": "http"}, "AFTERCARE_SANDBOX_HTTP_PORT='http'"),
-        ({"AFTERCARE_SANDBOX_SMTP_PORT": "70000"}, "AFTERCARE_SANDBOX_SMTP_PORT='70000'"),
+        (
+            {"AFTERCARE_SANDBOX_HTTP_PORT": "http"},
+            "AFTERCARE_SANDBOX_HTTP_PORT must be a TCP port (0-65535; 0: any free one), got 'http'",
+        ),
+        (
+            {"AFTERCARE_SANDBOX_SMTP_PORT": "70000"},
+            "AFTERCARE_SANDBOX_SMTP_PORT must be a TCP port (0-65535; 0: any free one), "
+            "got '70000'",
+        ),
     ],
 )
 def test_cli_names_a_bad_environment_variable(environ: dict[str, str], fragment: str) -> None:
@@ -763,9 +771,22 @@ def test_cli_reads_ports_and_outbox_from_the_environment(tmp_path: Path) -> None
     assert (config.http_port, config.smtp_port, config.db_path) == (
         18025,
         12525,
-        str(tmp_path / "box.sqlite"),
+        tmp_path / "box.sqlite",
     )
-    assert config_from_env({}).http_port == 8025
+    default = config_from_env({"AFTERCARE_HOME": str(tmp_path)})
+    assert (default.http_port, default.bind_address) == (8025, "127.0.0.1")
+    assert default.db_path == tmp_path / "sandbox" / "outbox.sqlite"  # the outbox follows the home
+    assert config_from_env({"AFTERCARE_BIND_ADDRESS": "0.0.0.0"}).bind_address == "0.0.0.0"
+
+
+async def test_cli_reaches_the_sandbox_on_its_configured_port(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environ = {"AFTERCARE_SANDBOX_HTTP_PORT": str(sandbox.http_port)}
+    assert await _run(_parse("fault", "webhook", "--latency-ms", "5"), environ) == 0
+    assert json.loads(capsys.readouterr().out)["webhook"]["latency_ms"] == 5
+    assert await _run(_parse("messages"), environ) == 0
+    assert capsys.readouterr().out.strip() == "no messages"
 
 
 async def test_serve_forever_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

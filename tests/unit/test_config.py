@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import VARIABLES, ConfigError, Settings
+from pipeline.config import HIDDEN, VARIABLES, ConfigError, Environment, Settings, listing
 from pipeline.names import TopicRole
 
 
@@ -57,7 +57,16 @@ def test_topic_names_take_a_prefix_and_per_topic_overrides() -> None:
         ({"AFTERCARE_REPLICATION_FACTOR": "0"}, "AFTERCARE_REPLICATION_FACTOR must be a positive"),
         ({"AFTERCARE_BROKER_PORT": "70000"}, "must be a TCP port"),
         ({"AFTERCARE_BROKER_CONTROLLER_PORT": "9092"}, "must differ"),
-        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "is not one of PLAINTEXT"),
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "must be one of PLAINTEXT, SSL, .*got 'TLS'"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "host:port"}, "'port' in 'host:port' is not a TCP port"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "localhost"}, "'localhost' has no port"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,,k2:9092"}, "KAFKA_BOOTSTRAP_SERVERS"),
+        ({"AFTERCARE_SESSION_TIMEOUT_SECONDS": "3"}, "from 6 to 1800"),
+        ({"AFTERCARE_SESSION_TIMEOUT_SECONDS": "1801"}, "from 6 to 1800"),
+        ({"AFTERCARE_BIND_ADDRESS": "nowhere!"}, "is not an address to listen on"),
+        ({"AFTERCARE_CLOCK_START": "yesterday"}, "is not an ISO 8601 instant"),
+        ({"AFTERCARE_CLOCK_START": "2026-03-02T09:30:00"}, "needs a time zone"),
+        ({"AFTERCARE_LOG_FORMAT": "xml"}, "must be one of text or json"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_MECHANISM"),
         (
             {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN"},
@@ -69,8 +78,61 @@ def test_topic_names_take_a_prefix_and_per_topic_overrides() -> None:
 def test_unusable_settings_are_refused_with_the_variable_named(
     env: dict[str, str], words: str
 ) -> None:
-    with pytest.raises(ConfigError, match=words):
+    with pytest.raises(ConfigError, match=words) as refused:
         Settings.from_env(env)
+    message = str(refused.value)
+    assert "\n" not in message, "one line, for a terminal or a crash-looping pod's log"
+    assert any(name in message for name in env)
+
+
+def test_good_broker_lists_and_bind_addresses_are_taken_as_given() -> None:
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka-1.internal:9092, 10.0.0.7:9094,[::1]:9092",
+            "AFTERCARE_BIND_ADDRESS": "0.0.0.0",
+            "AFTERCARE_INSTANCE_ID": "aftercare-worker-2",
+        }
+    )
+    assert settings.bootstrap_servers == "kafka-1.internal:9092,10.0.0.7:9094,[::1]:9092"
+    assert settings.bind_address == "0.0.0.0"
+    assert settings.instance_id == "aftercare-worker-2"
+    assert Settings.from_env({}).bind_address == "127.0.0.1"  # this machine only, by default
+
+
+SECRETS = {
+    "KAFKA_SASL_PASSWORD": "sasl-pass-0001",
+    "KAFKA_SSL_KEY_PASSWORD": "key-pass-0002",
+    "AFTERCARE_SMTP_PASSWORD": "smtp-pass-0003",
+    "AFTERCARE_PREFERENCES_KEY": "preferences-key-0004-long-enough",
+    "AFTERCARE_CUSTOMER_API_TOKEN": "customer-token-0005",
+    "AFTERCARE_SMS_AUTH_TOKEN": "sms-token-0006",
+    "AFTERCARE_WHATSAPP_TOKEN": "whatsapp-token-0007",
+    "AFTERCARE_PUSH_TOKEN": "push-token-0008",
+    "AFTERCARE_WEBHOOK_SECRET": "webhook-secret-0009",
+}
+
+
+def test_every_secret_is_a_secret_type_and_hidden_wherever_it_is_shown() -> None:
+    assert {v.name for v in VARIABLES if v.secret} == set(SECRETS)
+    environ = {
+        **SECRETS,
+        "KAFKA_BOOTSTRAP_SERVERS": "k1:9093",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "aftercare",
+    }
+    env = Environment.read(environ)
+    settings = Settings.from_environment(env)
+    shown = "\n".join(listing(env)) + repr(env) + repr(settings) + str(settings)
+    for name, value in SECRETS.items():
+        assert value not in shown, name
+        assert f"{name}={HIDDEN}" in listing(env)
+    # The sandbox's own defaults are secrets too: hidden, marked as the default.
+    defaults = listing(Environment.read({}))
+    assert f"AFTERCARE_SMS_AUTH_TOKEN={HIDDEN} (default)" in defaults
+    assert "KAFKA_SASL_PASSWORD=(empty, the default)" in defaults
+    # ...and still reach the code that needs them.
+    assert settings.kafka_client_kwargs()["sasl_plain_password"] == "sasl-pass-0001"
 
 
 def test_every_variable_is_documented_once() -> None:

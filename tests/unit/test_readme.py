@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pipeline.config import VARIABLES
+from pipeline.config import markdown_table
 from pipeline.names import TopicRole
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
-def test_every_setting_is_in_the_readme() -> None:
-    per_topic = {f"AFTERCARE_TOPIC_{role.name}" for role in TopicRole}
-    assert [v.name for v in VARIABLES if v.name not in per_topic and v.name not in README] == []
-    # The per-topic overrides are listed by their suffixes.
-    assert [role.name for role in TopicRole if f"_{role.name}`" not in README] == []
+def test_the_configuration_table_is_the_declared_settings() -> None:
+    found = re.search(
+        r"<!-- settings: aftercare config --markdown -->\n(.*?)<!-- end settings -->", README, re.S
+    )
+    assert found, "the README's configuration table lost its markers"
+    assert found.group(1) == markdown_table(), "run `aftercare config --markdown` into the README"
 
 
 def test_every_topic_is_in_the_readme() -> None:

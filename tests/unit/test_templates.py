@@ -315,7 +315,14 @@ def test_the_startup_check_reports_steps_without_a_template(tmp_path: Path) -> N
     with pytest.raises(TemplateError) as caught:
         Renderer(tmp_path).check(BOOK)
     message = str(caught.value)
-    assert "order_confirmation.confirm.email.j2: missing" in message
+    confirmation = BOOK.journey("order_confirmation")
+    assert confirmation is not None
+    assert confirmation.steps[0].line
+    assert (
+        f"{BOOK.source}:{confirmation.steps[0].line}: journey "
+        "order_confirmation step confirm sends template order_confirmation.confirm on email, but "
+        f"{tmp_path}/en/order_confirmation.confirm.email.j2 is missing"
+    ) in message
     assert "order_confirmation.confirm.in_app.j2" not in message
 
 
