@@ -11,11 +11,12 @@ It stops at the end of the topic, or with ``--follow`` waits for more until Ctrl
 
 ``report`` reads ``deliveries`` and ``dispatch`` to their current ends and writes a Markdown
 report, an HTML page and PNG charts into ``--out`` (default ``./aftercare-report``), then prints
-the paths and the headline numbers. ``--clock-factor`` (default: ``AFTERCARE_CLOCK_FACTOR``) is the
-pipeline clock's speed, to show latencies in real seconds. ``--uplift`` also reads the input
-topics (purchases, shipments, app-usage) and adds what each journey step with a holdout changes:
-treated against held out, outcome by outcome, within ``--window`` of each touchpoint's due time
-(see :mod:`pipeline.analytics.uplift`), printed and written into the report.
+the paths and the headline numbers. ``--clock-factor`` is the pipeline clock's speed, to show
+latencies in real seconds; without it, ``AFTERCARE_CLOCK_FACTOR`` when set, else the factor the
+``aftercare run`` that made these topics recorded in its run folder, else 1. ``--uplift`` also
+reads the input topics (purchases, shipments, app-usage) and adds what each journey step with a
+holdout changes: treated against held out, outcome by outcome, within ``--window`` of each
+touchpoint's due time (see :mod:`pipeline.analytics.uplift`), printed and written into the report.
 
 ``--since`` and ``--until`` are ISO 8601 instants with a time zone (``2026-03-02T09:30:00Z``; a
 bare date means midnight UTC) compared with the records' ``occurred_at``, which is pipeline-clock
@@ -98,7 +99,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--clock-factor",
         type=positive,
         help="simulated seconds per real second of the pipeline clock, to show latencies in real "
-        "seconds (default: AFTERCARE_CLOCK_FACTOR)",
+        "seconds (default: AFTERCARE_CLOCK_FACTOR if set, else what `aftercare run` recorded for "
+        "these topics, else 1)",
     )
     report.add_argument(
         "--uplift",
@@ -223,8 +225,27 @@ def human_line(outcome: dict[str, Any]) -> str:
 # -- aftercare report --------------------------------------------------------------------------
 
 
+def clock_factor_for_report(settings: Settings, given: float | None) -> tuple[float, str]:
+    """The clock factor that turns the records' latencies into real seconds, and whence it came:
+    ``--clock-factor``, else AFTERCARE_CLOCK_FACTOR when it is set, else what the ``aftercare
+    run`` that made these topics recorded, else 1 (a real-time pipeline)."""
+    if given is not None:
+        return given, "--clock-factor"
+    if "AFTERCARE_CLOCK_FACTOR" in settings.given:
+        return settings.clock_factor, "AFTERCARE_CLOCK_FACTOR"
+    from pipeline.demo.runs import recorded_clock_factor
+
+    recorded = recorded_clock_factor(settings.local_broker.home, settings.topic_prefix)
+    if recorded is not None:
+        factor, path = recorded
+        return factor, f"recorded by the run, {path}"
+    return settings.clock_factor, "real time"
+
+
 def _report(settings: Settings, args: argparse.Namespace) -> int:
-    factor = args.clock_factor if args.clock_factor is not None else settings.clock_factor
+    factor, source = clock_factor_for_report(settings, args.clock_factor)
+    if factor != 1:
+        print(f"clock x{factor:,.0f} ({source}): latencies below are real seconds")
     data, uplift = asyncio.run(
         collect_all(
             settings,

@@ -287,7 +287,9 @@ class Demo:
             raise DemoError(f"the worker would refuse its journeys file: {exc}") from None
         # The simulated customers react to the messages they get: not to those held out.
         plan = replace(plan, holdouts=journeys.holdouts)
-        run.write_run_file(topic_prefix=prefix, options=asdict(options))
+        run.write_run_file(
+            topic_prefix=prefix, clock_factor=options.clock_factor, options=asdict(options)
+        )
         for note in ports.notes:
             print(note, file=self.err)
 

@@ -99,6 +99,25 @@ class RunDir:
         self.run_file.write_text(json.dumps({"pid": os.getpid(), **fields}, indent=2) + "\n")
 
 
+def recorded_clock_factor(home: Path, topic_prefix: str) -> tuple[float, Path] | None:
+    """The clock factor of the run whose topics carry ``topic_prefix``, and its run file; None
+    when no run under ``home`` made them. ``aftercare report`` shows latencies in real seconds
+    with it, without being told the factor again."""
+    stamp = stamp_of_topic(topic_prefix)
+    candidates = [home / "runs" / stamp / RUN_FILE] if stamp else []
+    if not candidates:  # a run given its own prefix: the latest run file that names it
+        candidates = sorted((home / "runs").glob(f"*/{RUN_FILE}"), reverse=True)
+    for path in candidates:
+        try:
+            recorded = json.loads(path.read_text())
+            factor = float(recorded["clock_factor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if recorded.get("topic_prefix") == topic_prefix and factor > 0:
+            return factor, path
+    return None
+
+
 def run_is_live(folder: Path) -> bool:
     """Whether the ``aftercare run`` that owns ``folder`` is still running."""
     try:

@@ -215,6 +215,24 @@ async def test_a_short_run_reports_what_the_topics_and_the_outbox_hold(
 
     assert _children_left(run_dir) == []
 
+    # `aftercare report` on the run's topics later finds the run's clock without being told.
+    env = {k: v for k, v in demo.env.items() if k != "AFTERCARE_CLOCK_FACTOR"}
+    again = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "report",
+        "--out",
+        str(tmp_path / "again"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(again.communicate(), timeout=120)
+    assert again.returncode == 0, err.decode()
+    factor = summary["options"]["clock_factor"]
+    assert f"clock x{factor:,.0f} (recorded by the run, {run_dir / 'run.json'})" in out.decode()
+
 
 async def test_ctrl_c_in_the_middle_of_a_run_stops_everything(
     demo_topics: Settings, tmp_path: Path

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
-from pipeline.analytics.cli import add_commands, human_line, json_line
+from pipeline.analytics.cli import add_commands, clock_factor_for_report, human_line, json_line
 from pipeline.analytics.reading import Record
 from pipeline.cliargs import instant
 from pipeline.codec import DeadLetterError, DecodeError
+from pipeline.config import Settings
 from tests.samples import T0, delivery_outcome
 
 
@@ -92,3 +95,36 @@ def test_json_lines_carry_the_record_and_where_it_was() -> None:
         "error": "NOT_AVRO",
         "reason": "the value starts with 6e 6f",
     }
+
+
+def _run_home(tmp_path: Path, stamp: str, prefix: str, factor: float) -> Path:
+    home = tmp_path / "home"
+    (home / "runs" / stamp).mkdir(parents=True)
+    (home / "runs" / stamp / "run.json").write_text(
+        json.dumps({"pid": 1, "topic_prefix": prefix, "clock_factor": factor})
+    )
+    return home
+
+
+def test_the_report_takes_the_clock_factor_its_run_recorded(tmp_path: Path) -> None:
+    home = _run_home(tmp_path, "20261203T080000Z", "demo-20261203T080000Z.", 32400.0)
+    env = {"AFTERCARE_HOME": str(home), "AFTERCARE_TOPIC_PREFIX": "demo-20261203T080000Z."}
+    factor, source = clock_factor_for_report(Settings.from_env(env), None)
+    assert factor == 32400.0
+    assert source.startswith("recorded by the run")
+    # What is said outright wins: the option, then the setting.
+    explicit = {**env, "AFTERCARE_CLOCK_FACTOR": "100"}
+    assert clock_factor_for_report(Settings.from_env(explicit), 7.0) == (7.0, "--clock-factor")
+    assert clock_factor_for_report(Settings.from_env(explicit), None) == (
+        100.0,
+        "AFTERCARE_CLOCK_FACTOR",
+    )
+    # Other topics: real time.
+    other = {**env, "AFTERCARE_TOPIC_PREFIX": "shop1."}
+    assert clock_factor_for_report(Settings.from_env(other), None) == (1.0, "real time")
+
+
+def test_a_run_with_a_prefix_of_its_own_is_found_by_its_run_file(tmp_path: Path) -> None:
+    home = _run_home(tmp_path, "20261203T080000Z", "test-1234.", 5000.0)
+    env = {"AFTERCARE_HOME": str(home), "AFTERCARE_TOPIC_PREFIX": "test-1234."}
+    assert clock_factor_for_report(Settings.from_env(env), None)[0] == 5000.0
