@@ -129,7 +129,7 @@ class JourneyProcessor:
         self.publisher = publisher
         self.index = index
         self.metrics = metrics or WorkerMetrics()
-        self.cache = cache or StateCache(0)
+        self.cache = cache if cache is not None else StateCache(0)
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 

@@ -15,6 +15,7 @@ from pipeline.journeys.rules import load_journeys
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.processor import DictTable, JourneyProcessor
+from pipeline.worker.statecache import StateCache
 from tests.samples import T0, purchase
 from tests.support import settings_for
 
@@ -58,7 +59,9 @@ class Breaks(JourneyEngine):
         return super().decide(state, event, now)
 
 
-def _processor(broker: Broker, schemas: SchemaSet) -> JourneyProcessor:
+def _processor(
+    broker: Broker, schemas: SchemaSet, cache: StateCache | None = None
+) -> JourneyProcessor:
     clock = ManualClock(T0 + timedelta(minutes=1))
     return JourneyProcessor(
         settings=SETTINGS,
@@ -75,6 +78,7 @@ def _processor(broker: Broker, schemas: SchemaSet) -> JourneyProcessor:
         ),
         publisher=broker,
         index=scheduler.DueIndex(),
+        cache=cache,
     )
 
 
@@ -133,3 +137,13 @@ async def test_a_dead_letter_the_broker_refuses_does_not_cost_the_batch_its_comm
     assert (DISPATCH, b"c1") in broker.records
     assert (DEAD_LETTERS, b"c2") in broker.records
     assert set(table.data) == {b"c1"}
+
+
+async def test_the_next_event_of_a_customer_uses_the_state_kept_decoded(schemas: SchemaSet) -> None:
+    # The cache given is the one used, even while it is still empty (and so falsy).
+    cache = StateCache(100)
+    processor = _processor(Broker(), schemas, cache)
+    table = DictTable()
+    await processor.process_batch([_order(schemas, 1, "c1")], table)
+    await processor.process_batch([_order(schemas, 2, "c1")], table)
+    assert (cache.hits, cache.misses) == (1, 0)
