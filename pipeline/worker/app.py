@@ -236,7 +236,7 @@ def create_app(
     source = app.topic(*copartitioned, key_type=bytes, value_type=bytes, acks=False)
     app.topics.add(source)  # subscribed without an agent: the feed takes its records
     ledger = OffsetLedger()
-    committer = Committer(settings, app, ledger, metrics, copartitioned)
+    committer = Committer(settings, app, ledger, metrics, copartitioned, feed.fetched)
     if watchdog is None:
         watchdog = Watchdog(lambda: app.loop.create_task(app.stop()), lambda: app.should_stop)
     idle = asyncio.Event()  # set while no batch is being processed

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,8 +27,9 @@ from pipeline.worker.offsets import Gap, OffsetLedger, Partition
 log = logging.getLogger(__name__)
 
 COMMIT_EVERY_SECONDS = 0.5
-# A partition whose log end is past its commit point and where nothing was finished for this
-# long is looked at: what remains may be markers, or records the consumer fetched and dropped.
+# A partition whose consumer has read past its commit point, with nothing waiting in the worker's
+# buffers and nothing finished for this long, is looked at: what lies between may be markers, or
+# records the consumer fetched and dropped.
 TAIL_CHECK_AFTER_SECONDS = 10.0
 LOOK_TIMEOUT_MS = 2000
 
@@ -41,8 +42,11 @@ class Committer:
         ledger: OffsetLedger,
         metrics: WorkerMetrics,
         topics: Iterable[str],
+        held: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.settings = settings
+        # The next offset past the records of each partition handed to the worker's own buffers.
+        self.held = held if held is not None else {}
         self.app = app
         self.ledger = ledger
         self.metrics = metrics
@@ -155,8 +159,11 @@ class Committer:
         gaps, self._gaps = self._gaps, []
         now = time.monotonic()
         for tp in self.ledger.idle(now, TAIL_CHECK_AFTER_SECONDS):
-            end = self.app.consumer.highwater(TP(tp.topic, tp.partition))
-            tail = self.ledger.tail(tp, end) if end is not None else None
+            # Where the consumer's reading has got to, not the log's end: records not yet fetched
+            # (a backlog behind a full feed) are not missing.
+            end = await self.app.consumer.position(TP(tp.topic, tp.partition))
+            held = self.held.get((tp.topic, tp.partition))
+            tail = self.ledger.tail(tp, end, held) if end is not None else None
             if tail is not None:
                 gaps.append(tail)
         for gap in gaps:

@@ -100,6 +100,16 @@ class FeedConsumer(faust_aiokafka.Consumer):
         if self.feed is not None:
             self.feed.fetched[(partition.topic, partition.partition)] = offset
 
+    async def _seek(self, partition: TP, offset: int) -> None:
+        # In the consumer's own thread: Faust seeks from the caller's, while that thread's fetcher
+        # may be walking the same buffer of fetched records (a KeyError that ends the fetcher).
+        thread = self._thread
+
+        async def seek() -> None:
+            thread.seek(partition, offset)
+
+        await thread.call_thread(seek)
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - in the worker
         feed = self.feed
         if feed is None:

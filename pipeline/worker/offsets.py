@@ -96,11 +96,15 @@ class OffsetLedger:
         track.highest = offset
         return gap
 
-    def tail(self, tp: tuple[str, int], end: int) -> Gap | None:
-        """The offsets from the commit point to ``end`` (the log's end), if nothing is open
-        before them: records the consumer fetched and never handed over, or markers."""
+    def tail(self, tp: tuple[str, int], end: int, held: int | None = None) -> Gap | None:
+        """The offsets from the commit point to ``end`` (where the consumer's reading has got
+        to), if nothing is open before them: records it fetched and never handed over, or markers.
+        ``held``: the next offset past the records handed over and not yet finished (waiting in
+        the worker's own buffers); while some are, nothing is missing."""
         track = self._tracks.get(Partition(*tp))
         if track is None or track.gaps or end <= track.highest + 1:
+            return None
+        if held is not None and held > track.highest + 1:
             return None
         return Gap(Partition(*tp), track.highest + 1, end)
 

@@ -115,3 +115,11 @@ def test_a_partition_with_records_waiting_and_no_progress_is_stalled(
     ledger = OffsetLedger()
     ledger.assigned({TP: 10}, now=progressed_at)
     assert (ledger.stalled({TP: highwater}, now, after=30.0) == [TP]) is stalled
+
+
+def test_no_tail_is_looked_at_while_records_wait_in_the_workers_buffers() -> None:
+    ledger = _ledger(10)
+    ledger.finished(TP, 10, now=1.0)
+    # 11 to 19 were fetched and wait to be decided (event-time order, a full batch): not missing.
+    assert ledger.tail(TP, end=20, held=20) is None
+    assert ledger.tail(TP, end=20, held=11) == Gap(TP, 11, 20)
