@@ -16,28 +16,32 @@ Faults map to the replies real mail servers give: an outage refuses at ``MAIL FR
 says it must. An accepted message is answered ``250 OK queued as <provider id>``.
 
 Reading a message. Python's ``email`` package with its modern policy turns every header it is asked
-for into a parsed object, again on each request, which costs milliseconds a message. So the
-message is split into headers and parts with the ``compat32`` policy (no header objects), and each
-stored header is the text the modern policy would give for it: as it is when the policy would not
-change it, else through the policy (remembered, as most repeat). Messages of a shape this does not
-cover (attachments, nested or related parts, other charsets or encodings) are read the modern way.
-A test holds both ways to the same result.
+for into a parsed object, again on each request, which costs milliseconds a message; even its
+``compat32`` parser compiles a pattern for every new MIME boundary. So a message of the shapes the
+senders write (one text part, or a multipart/alternative of text parts, as the generator lays them
+out) is split by hand the way the ``compat32`` parser splits it, and each stored header is the
+text the modern policy would give for it: as it is when the policy would not change it, else
+through the policy (remembered, as most repeat). Messages of any other shape (attachments, nested
+or related parts, a preamble, other charsets or encodings, bare line feeds) are read the modern
+way. A test holds both ways to the same result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import email
 import email.policy
 import functools
 import hmac
 import logging
+import quopri
 import re
 import ssl
 from dataclasses import dataclass
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
-from email.message import Message as Compat32Message
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -179,7 +183,8 @@ _STRUCTURED = frozenset(HeaderRegistry().registry) - {"subject"}
 # Printable ASCII words, one space between them: unstructured text the policy gives back as is.
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9_.+-]+@[A-Za-z0-9.-]+>")
-_MULTIPART = re.compile(r'multipart/(alternative|mixed); boundary="=+[0-9]+=*(?:\.[0-9]+)?"')
+_MULTIPART = re.compile(r'multipart/(alternative|mixed); boundary="(=+[0-9]+=*(?:\.[0-9]+)?)"')
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # what the parser takes for a header's name
 _TEXT_TYPE = re.compile(r'text/(plain|html); charset="(utf-8|us-ascii)"')
 _ENCODINGS = frozenset({"7bit", "8bit", "quoted-printable", "base64"})
 _LINE_BREAKS = re.compile(r"\r|\n")
@@ -203,43 +208,114 @@ def _parsed_header_text(name: str, value: str) -> str:
     return str(_MODERN.header_factory(name, value))
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A message or a part of one, split the way the ``compat32`` parser splits it: header
+    values as it keeps them (folded lines joined, the line breaks left in), the body's bytes."""
+
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def get(self, wanted: str) -> str | None:
+        for name, value in self.headers:
+            if name.lower() == wanted:
+                return value
+        return None
+
+    def names(self) -> list[str]:
+        return [name.lower() for name, _ in self.headers]
+
+
+def _split(raw: bytes) -> _Part | None:
+    """Headers and body of ``raw``; None where the parser might read it otherwise (bare line
+    ends, a header line it would take for body or a defect, 8-bit header bytes)."""
+    head, found, body = raw.partition(b"\r\n\r\n")
+    if not found or not head.isascii() or b"\n" in head.replace(b"\r\n", b""):
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in head.decode("ascii").split("\r\n"):
+        if line[:1] in (" ", "\t"):
+            if not headers:
+                return None
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value}\r\n{line}")
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            return None
+        headers.append((name, value.lstrip(" \t")))
+    return _Part(headers, body)
+
+
+def _parts(message: _Part) -> list[_Part] | None:
+    """The parts of a multipart body of the generator's shape: no preamble, no epilogue, the
+    closing delimiter last; None for any other."""
+    kind = message.get("content-type")
+    shape = _MULTIPART.fullmatch(_LINE_BREAKS.sub("", kind or ""))
+    if shape is None:
+        return None
+    boundary = shape.group(2).encode("ascii")
+    opening, between = b"--" + boundary + b"\r\n", b"\r\n--" + boundary + b"\r\n"
+    closing = b"\r\n--" + boundary + b"--\r\n"
+    body = message.body
+    if not body.startswith(opening) or not body.endswith(closing):
+        return None
+    chunks = body[len(opening) : -len(closing)].split(between)
+    parts = []
+    for chunk in chunks:
+        if b"--" + boundary in chunk:
+            return None  # a delimiter of another spelling: leave it to the parser
+        part = _split(chunk)
+        if part is None:
+            return None
+        parts.append(part)
+    return parts
+
+
+def _decoded(part: _Part) -> bytes | None:
+    """``part.get_payload(decode=True)`` for the encodings this reading covers."""
+    encoding = (part.get("content-transfer-encoding") or "").lower()
+    if encoding == "quoted-printable":
+        return quopri.decodestring(part.body)
+    if encoding == "base64":
+        try:  # what the parser decodes without a defect; anything else goes the modern way
+            return base64.b64decode(b"".join(part.body.splitlines()), validate=True)
+        except binascii.Error:
+            return None
+    return part.body
+
+
 def _read_simple(raw: bytes) -> ReadMessage | None:
     """The reading of a message that is one text part, or a multipart/alternative (or mixed) of
     text parts in UTF-8 or ASCII; None for any other shape (read the modern way)."""
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
-    if message.defects:
+    message = _split(raw)
+    if message is None:
         return None
-    names = [name.lower() for name, _ in message.raw_items()]
+    names = message.names()
     if "content-disposition" in names or names.count("content-type") > 1:
         return None
-    if message.is_multipart():
-        kind = message.get("Content-Type")
-        if not isinstance(kind, str) or not _MULTIPART.fullmatch(_LINE_BREAKS.sub("", kind)):
+    if (message.get("content-type") or "").lower().startswith("multipart/"):
+        parts = _parts(message)
+        if not parts:
             return None
-        payload = message.get_payload()
-        if not isinstance(payload, list) or not payload:
-            return None
-        parts: list[Any] = payload
     else:
         parts = [message]
     texts: dict[str, str] = {}
     for part in parts:
-        if not isinstance(part, Compat32Message):
-            return None
         subtype = _text_subtype(part)
         if subtype is None:
             return None
         if subtype not in texts:  # get_body takes the first part of a kind
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
+            payload = _decoded(part)
+            if payload is None:
                 return None
-            charset = str(part.get_param("charset", "ASCII"))
-            texts[subtype] = payload.decode(charset, errors="replace").replace("\r\n", "\n")
-    raw_headers = list(message.raw_items())
-    if not all(value.isascii() for _, value in raw_headers):
-        return None  # 8-bit header bytes: compat32 wraps them in Header objects
+            charset = _TEXT_TYPE.fullmatch(_LINE_BREAKS.sub("", part.get("content-type") or ""))
+            assert charset is not None  # _text_subtype matched it
+            texts[subtype] = payload.decode(charset.group(2), errors="replace").replace(
+                "\r\n", "\n"
+            )
     headers: dict[str, str] = {}
-    for name, value in raw_headers:
+    for name, value in message.headers:
         if name not in headers:
             headers[name] = _header_text(name, value)
 
@@ -253,27 +329,25 @@ def _read_simple(raw: bytes) -> ReadMessage | None:
     )
 
 
-def _first(message: Compat32Message, headers: dict[str, str], wanted: str) -> str | None:
+def _first(message: _Part, headers: dict[str, str], wanted: str) -> str | None:
     """``message.get(wanted)`` as text: the first header of that name, whatever its case (the
     first of its exact spelling too, so ``headers`` has it)."""
-    for name, _ in message.raw_items():
+    for name, _ in message.headers:
         if name.lower() == wanted:
             return headers[name]
     return None
 
 
-def _text_subtype(part: Compat32Message) -> str | None:
+def _text_subtype(part: _Part) -> str | None:
     """ "plain" or "html" for a leaf text part this reading covers; None for anything else."""
-    if part.is_multipart() or part.defects:
-        return None
-    names = [name.lower() for name, _ in part.raw_items()]
+    names = part.names()
     if "content-disposition" in names or names.count("content-type") != 1:
         return None
     if names.count("content-transfer-encoding") > 1:
         return None
-    kind = _TEXT_TYPE.fullmatch(_LINE_BREAKS.sub("", str(part.get("Content-Type"))))
-    encoding = part.get("Content-Transfer-Encoding")
-    if kind is None or (encoding is not None and str(encoding) not in _ENCODINGS):
+    kind = _TEXT_TYPE.fullmatch(_LINE_BREAKS.sub("", part.get("content-type") or ""))
+    encoding = part.get("content-transfer-encoding")
+    if kind is None or (encoding is not None and encoding not in _ENCODINGS):
         return None
     return kind.group(1)
 

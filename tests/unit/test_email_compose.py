@@ -10,7 +10,13 @@ import pytest
 from aiosmtplib.email import flatten_message
 
 from pipeline.channels.base import Message
-from pipeline.channels.email import EmailSender, SmtpSettings, _Composer
+from pipeline.channels.email import (
+    EmailSender,
+    SmtpSettings,
+    _Composer,
+    _folded_by_policy,
+    _multipart_type,
+)
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel, Priority
 
@@ -102,3 +108,32 @@ def test_values_with_line_breaks_are_left_to_email_message(changes: dict[str, ob
         SmtpSettings("127.0.0.1", 25, "none", "", "", "care@shop.example"), ManualClock(NOW)
     )
     assert _Composer(email_sender).compose(_message(**changes), NOW) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "--===============0000000000000000042==\nthe boundary as a line",
+        "--===============0000000000000000042==--\nand as the closing line",
+        "inside a line: --===============0000000000000000042== is not a boundary",
+    ],
+)
+def test_a_boundary_already_in_a_part_is_chosen_as_the_generator_chooses(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email_sender = EmailSender(
+        SmtpSettings("127.0.0.1", 25, "none", "", "", "care@shop.example"), ManualClock(NOW)
+    )
+    monkeypatch.setattr(random, "randrange", lambda _: 42)
+    message = _message(text=text)
+    direct = _Composer(email_sender).compose(message, NOW)
+    assert direct == flatten_message(email_sender._compose(message, NOW))
+
+
+@pytest.mark.parametrize(
+    "boundary",
+    ["===============0000000000000000042==", "===============9999999999999999999==.12"],
+)
+def test_the_multipart_header_is_the_policys_fold(boundary: str) -> None:
+    value = f'multipart/alternative; boundary="{boundary}"'
+    assert _multipart_type(boundary) == _folded_by_policy("Content-Type", value)

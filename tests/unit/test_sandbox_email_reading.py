@@ -90,6 +90,19 @@ def _by_hand() -> dict[str, bytes]:
         b"\r\nbody\r\n"
     )
     messages["empty"] = b""
+
+    composed = next(iter(_composed().values()))
+    messages["bare line feeds"] = composed.replace(b"\r\n", b"\n")
+    head, _, body = composed.partition(b"\r\n\r\n")
+    messages["preamble"] = head + b"\r\n\r\nThis is a MIME message.\r\n" + body
+    messages["epilogue"] = composed + b"trailing words\r\n"
+    messages["no closing delimiter"] = composed[: composed.rindex(b"\r\n--")] + b"\r\n"
+    messages["a line that is not a header"] = b"Subject: x\r\nnot a header\r\n\r\nbody\r\n"
+    messages["a fold before any header"] = b" folded\r\nSubject: x\r\n\r\nbody\r\n"
+    messages["base64 with bad padding"] = (
+        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n'
+        b"\r\nR3L\r\n"
+    )
     return messages
 
 
