@@ -87,6 +87,11 @@ class Scratch:
         for process in self.processes:
             if process.process is not None and process.process.poll() is None:
                 process.kill()  # the state goes with the folder: nothing to shut down cleanly
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            kept = RESULTS / "logs" / self.prefix.rstrip(".")
+            kept.mkdir(parents=True, exist_ok=True)
+            for log in self.folder.glob("*.log"):
+                shutil.copy(log, kept / log.name)
         try:
             await delete_topics_with_prefix(self.settings, self.prefix)
         finally:
