@@ -106,6 +106,8 @@ class _Trigger:
 class JourneyEngine:
     def __init__(self, book: JourneyBook) -> None:
         self.book = book
+        spans = [j.quiet_for for j in book.journeys if j.trigger == APP_QUIET and j.quiet_for]
+        self._quiet_for = min(spans) if spans else None  # the app-quiet watch's span, if any
 
     # -- the entry point ---------------------------------------------------------------------
 
@@ -393,6 +395,7 @@ class JourneyEngine:
         commands: list[Command],
     ) -> CustomerState:
         added: list[Pending] = []
+        known = {p.touchpoint.touchpoint_id for p in state.pending}
         for step in journey.steps:
             due = trigger.occurred_at + step.delay
             touchpoint = Touchpoint(
@@ -411,7 +414,7 @@ class JourneyEngine:
                 due_at=due,
                 expires_at=due + step.validity,
             )
-            if any(p.touchpoint_id == touchpoint.touchpoint_id for p in state.pending):
+            if touchpoint.touchpoint_id in known:
                 continue
             if due > now:
                 commands.append(ScheduleTouchpoint(touchpoint))
@@ -438,10 +441,9 @@ class JourneyEngine:
         """When the app-quiet watch goes off, if it is armed."""
         if state.last_app_activity is None or state.reengaged_for == state.last_app_activity:
             return None
-        spans = [j.quiet_for for j in self.book.journeys if j.trigger == APP_QUIET and j.quiet_for]
-        if not spans:
+        if self._quiet_for is None:
             return None
-        return state.last_app_activity + min(spans)
+        return state.last_app_activity + self._quiet_for
 
     def _watch_app_quiet(
         self, state: CustomerState, now: datetime, commands: list[Command]

@@ -108,6 +108,22 @@ class _Change:
         self.value = value
 
 
+class _Children:
+    """Labelled children of the processor's metrics, each looked up once: prometheus_client's
+    ``labels()`` checks and locks on every call, a few µs twice per record. Bounded as the
+    metrics themselves are, by their label values."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def __call__(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+
 class JourneyProcessor:
     def __init__(
         self,
@@ -130,6 +146,7 @@ class JourneyProcessor:
         self.index = index
         self.metrics = metrics or WorkerMetrics()
         self.cache = cache if cache is not None else StateCache(0)
+        self._labelled = _Children()
         self.dispatch_topic = settings.topic(TopicRole.DISPATCH)
         self.deliveries_topic = settings.topic(TopicRole.DELIVERIES)
 
@@ -170,7 +187,7 @@ class JourneyProcessor:
     ) -> None:
         taken = self.intake.judge(source)
         if isinstance(taken, DeadLetter):
-            self.metrics.events.labels(source.topic, "unknown", "dead_lettered").inc()
+            self._labelled(self.metrics.events, source.topic, "unknown", "dead_lettered").inc()
             records.append(self.intake.letter(taken))
             return
         try:
@@ -204,7 +221,7 @@ class JourneyProcessor:
             decision = self.engine.decide(state, event, now)
             self.metrics.decision.observe(time.perf_counter() - started)
             outcome = "used" if decision.used else decision.note or "unused"
-            self.metrics.events.labels(source.topic, kind, outcome).inc()
+            self._labelled(self.metrics.events, source.topic, kind, outcome).inc()
             encoded = self.encode(decision.commands, now)
             change = None
             if decision.state is not state:
@@ -236,13 +253,15 @@ class JourneyProcessor:
         for command in commands:
             key = command.touchpoint.customer_id.encode("utf-8")
             if isinstance(command, SendTouchpoint):
-                self.metrics.dispatches.labels(
-                    command.touchpoint.journey, command.channels[0].value
+                self._labelled(
+                    self.metrics.dispatches, command.touchpoint.journey, command.channels[0].value
                 ).inc()
                 value = self.schemas.encode(DISPATCH, dispatch_record(command, now), strict=False)
                 records.append((self.dispatch_topic, key, value))
             elif isinstance(command, CancelTouchpoint):
-                self.metrics.deliveries.labels("none", command.outcome.value, command.reason).inc()
+                self._labelled(
+                    self.metrics.deliveries, "none", command.outcome.value, command.reason
+                ).inc()
                 value = self.schemas.encode(DELIVERY, outcome_record(command, now), strict=False)
                 records.append((self.deliveries_topic, key, value))
         return records
