@@ -203,6 +203,10 @@ _WORD = re.compile(r"[!-~]+")
 _AS_GIVEN = frozenset(
     {"subject", "message-id", "x-aftercare-touchpoint", "x-aftercare-journey", "list-unsubscribe"}
 )
+# One bare address (a dot-atom local part, a domain of letter, digit and hyphen labels): To, for
+# each customer, which the policy writes back as it is when it fits on the line.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_BARE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
 
@@ -227,8 +231,10 @@ def _folded_by_policy(name: str, value: str) -> bytes:
 
 
 def _header(name: str, value: str) -> bytes:
+    room = 78 - len(name) - 2  # policy.max_line_length, less "name: "
+    if name == "To" and len(value) <= room and _BARE_ADDRESS.fullmatch(value):
+        return f"{name}: {value}\r\n".encode("ascii")
     if name.lower() in _AS_GIVEN and "=?" not in value:
-        room = 78 - len(name) - 2  # policy.max_line_length, less "name: "
         if len(value) <= room and _PLAIN.fullmatch(value):
             return f"{name}: {value}\r\n".encode("ascii")
         if len(value) <= 77 and _WORD.fullmatch(value):

@@ -183,6 +183,11 @@ _STRUCTURED = frozenset(HeaderRegistry().registry) - {"subject"}
 # Printable ASCII words, one space between them: unstructured text the policy gives back as is.
 _PLAIN = re.compile(r"[!-~]+(?: [!-~]+)*")
 _MESSAGE_ID = re.compile(r"<[A-Za-z0-9_.+-]+@[A-Za-z0-9.-]+>")
+# One bare address (a dot-atom local part, a domain of letter, digit and hyphen labels): what the
+# senders write in To for each customer, given back as it is by the policy.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_BARE_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_ADDRESS_HEADERS = frozenset({"to", "cc", "from", "reply-to", "sender"})
 _MULTIPART = re.compile(r'multipart/(alternative|mixed); boundary="(=+[0-9]+=*(?:\.[0-9]+)?)"')
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # what the parser takes for a header's name
 _TEXT_TYPE = re.compile(r'text/(plain|html); charset="(utf-8|us-ascii)"')
@@ -197,6 +202,7 @@ def _header_text(name: str, raw: str) -> str:
     if "=?" not in value and (
         (lower not in _STRUCTURED and _PLAIN.fullmatch(value))
         or (lower == "message-id" and _MESSAGE_ID.fullmatch(value))
+        or (lower in _ADDRESS_HEADERS and _BARE_ADDRESS.fullmatch(value))
         or (lower == "content-type" and _MULTIPART.fullmatch(value))
     ):
         return value

@@ -73,6 +73,11 @@ CASES = {
     "carriage returns in the body": {"text": "one\r\ntwo\rthree\n\nfour\n"},
     "a line that is a boundary": {"text": "--===============1234567890123456789==\nx"},
     "address with a display-like local part": {"address": "ada.lovelace+orders@mail.example.org"},
+    "address with specials": {"address": "o'neil/x=y{z}@example.org"},
+    "address just within a line": {"address": "a" * 62 + "@example.org"},
+    "address just beyond a line": {"address": "a" * 63 + "@example.org"},
+    "address beyond a line": {"address": "a" * 80 + "@example.org"},
+    "address with odd dots": {"address": ".ada..l.@example.org"},
     "long touchpoint id": {"touchpoint_id": "tp_" + "x" * 100},
     "spaces in journey names": {"journey": "order confirmation", "step": "first step"},
 }

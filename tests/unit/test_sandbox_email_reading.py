@@ -123,6 +123,7 @@ def test_header_values_kept_as_they_are_are_those_the_modern_policy_gives() -> N
     rng = random.Random(7)
     characters = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~.()<>@,;:\\\"[]"
     names = ["Subject", "X-Aftercare-Touchpoint", "List-Unsubscribe", "Message-ID", "X-Other"]
+    names += ["To", "From", "Reply-To"]
     for _ in range(3000):
         words = [
             "".join(rng.choice(characters) for _ in range(rng.randint(1, 30)))
@@ -133,6 +134,11 @@ def test_header_values_kept_as_they_are_are_those_the_modern_policy_gives() -> N
         if name == "Message-ID":
             local = "".join(rng.choice(string.ascii_letters + "._+-") for _ in range(20))
             value = f"<{local}@{rng.choice(['shop.example', 'a-b.example.org'])}>"
+        if name in ("To", "From", "Reply-To"):
+            atext = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~."
+            local = "".join(rng.choice(atext) for _ in range(rng.randint(1, 20)))  # odd dots too
+            domain = rng.choice(["shop.example", "a-b.example.org", "-x.example", "x..example"])
+            value = rng.choice([f"{local}@{domain}", f"Ada <{local}@{domain}>"])
         assert _header_text(name, value) == _parsed_header_text(name, value), (name, value)
     boundary = 'multipart/alternative; boundary="===============0123456789012345678=="'
     assert _header_text("Content-Type", boundary) == _parsed_header_text("Content-Type", boundary)
