@@ -161,7 +161,10 @@ class Committer:
         for tp in self.ledger.idle(now, TAIL_CHECK_AFTER_SECONDS):
             # Where the consumer's reading has got to, not the log's end: records not yet fetched
             # (a backlog behind a full feed) are not missing.
-            end = await self.app.consumer.position(TP(tp.topic, tp.partition))
+            try:
+                end = await self.app.consumer.position(TP(tp.topic, tp.partition))
+            except Exception:  # taken away meanwhile, or the consumer restarting
+                continue  # looked at again next round, and the gaps already queued are kept
             held = self.held.get((tp.topic, tp.partition))
             tail = self.ledger.tail(tp, end, held) if end is not None else None
             if tail is not None:
