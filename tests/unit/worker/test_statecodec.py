@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from pipeline.journeys.model import Consent, CustomerState, Preferences
 from pipeline.worker.statecodec import (
     _CURRENT,
+    VERSION,
     StateDecodeError,
     _decode_planned,
     decode_state,
@@ -95,3 +96,8 @@ def test_a_value_the_quick_reading_refuses_is_read_by_the_plan() -> None:
     with pytest.raises(msgspec.ValidationError):
         _CURRENT.decode(data)
     assert decode_state(data).orders == state.orders
+
+
+def test_the_quick_reading_is_of_the_version_written() -> None:
+    # Bumping VERSION without _Current would send every state the slow way, silently.
+    assert _CURRENT.decode(encode_state(_lived())).v == VERSION
