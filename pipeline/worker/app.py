@@ -48,7 +48,7 @@ from pipeline.worker.committer import Committer
 from pipeline.worker.feed import Chunk, Feed, FeedConsumer, FeedTransport
 from pipeline.worker.offsets import OffsetLedger
 from pipeline.worker.ordering import UNKNOWN_TIME, EventTimeOrder
-from pipeline.worker.processor import JourneyProcessor
+from pipeline.worker.processor import Batch, JourneyProcessor
 from pipeline.worker.statecache import StateCache
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,9 @@ def create_app(
     committer = Committer(settings, app, ledger, metrics, copartitioned, feed.fetched)
     if watchdog is None:
         watchdog = Watchdog(lambda: app.loop.create_task(app.stop()), lambda: app.should_stop)
-    idle = asyncio.Event()  # set while no batch is being processed
+    idle = asyncio.Event()  # set while no batch is open (begun and not finished)
     idle.set()
+    revoking = {"waiting": 0}  # revocations waiting for ``idle``
     # Preferences first among records of the same time: a consent change stands before what
     # it governs. Then the order of the design's topic table, then the worker's own notices.
     ordered = [settings.topic(TopicRole.PREFERENCES)] + [
@@ -282,18 +283,46 @@ def create_app(
 
     async def journeys() -> None:
         # Take what the consumer fetched, order it by event time, decide what may go; a batch's
-        # offsets count as finished only after the processor returns, by which time its commands
-        # are on the broker and its states written. Records held for event-time order are let
-        # go when their wait ends, even if nothing else arrives.
+        # offsets count as finished only after it is finished, by which time its commands are on
+        # the broker and its states written. While the broker acknowledges one batch the next is
+        # decided (on the first one's states), so at most two are open. Records held for
+        # event-time order are let go when their wait ends, even if nothing else arrives.
+        open_batch: tuple[Batch, list[ConsumerRecord[bytes, bytes]]] | None = None
         while not app.should_stop:
-            wait = order.next_deadline(time.monotonic())
-            await feed.wait(1.0 if wait is None else wait)
+            if open_batch is None:
+                wait = order.next_deadline(time.monotonic())
+                await feed.wait(1.0 if wait is None else wait)
             chunks = feed.take()
             if chunks:
                 await take(chunks)
             ready = order.release(time.monotonic())
+            if open_batch is not None and (not ready or revoking["waiting"]):
+                # Nothing to decide meanwhile, or partitions are being revoked: the revocation
+                # waits for a moment with no batch open.
+                await finish(*open_batch)
+                open_batch = None
+                idle.set()
             for start in range(0, len(ready), BATCH_MAX):
-                await decide(ready[start : start + BATCH_MAX])
+                records = ready[start : start + BATCH_MAX]
+                idle.clear()
+                behind = open_batch[0] if open_batch is not None else None
+                begun = await processor.begin(
+                    [source_record(r) for r in records], state_table, behind
+                )
+                if open_batch is not None:
+                    await finish(*open_batch)
+                open_batch = (begun, records)
+        if open_batch is not None:
+            await finish(*open_batch)
+        idle.set()
+
+    async def finish(decided: Batch, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        await processor.finish(decided, state_table)
+        now = time.monotonic()
+        for record in records:
+            gap = ledger.finished(TP(record.topic, record.partition), record.offset, now)
+            if gap is not None:
+                committer.queue(gap)
 
     async def take(chunks: list[Chunk]) -> None:
         # Records of partitions taken away since they were fetched belong to their new owner.
@@ -309,28 +338,17 @@ def create_app(
                 when = UNKNOWN_TIME if occurred is None else occurred  # 0 is the epoch, a time
                 add(topic, partition, when, record)
 
-    async def decide(ready: list[ConsumerRecord[bytes, bytes]]) -> None:
-        if not ready:
-            return
-        idle.clear()
-        try:
-            await processor.process_batch([source_record(r) for r in ready], state_table)
-        finally:
-            idle.set()
-        now = time.monotonic()
-        for record in ready:
-            gap = ledger.finished(TP(record.topic, record.partition), record.offset, now)
-            if gap is not None:
-                committer.queue(gap)
-
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's stubs want signal=
     async def on_revoked(app_: Any, revoked: set[TP], **kwargs: Any) -> None:
         # Faust waits for nothing here (acks are off): let the batch in hand finish, so its
         # states are written by their owner and its offsets committed.
+        revoking["waiting"] += 1
         try:
             await asyncio.wait_for(idle.wait(), timeout=settings.session_timeout_seconds)
         except TimeoutError:
             log.warning("a batch was still being processed when partitions were revoked")
+        finally:
+            revoking["waiting"] -= 1
         await committer.revoked(revoked)
         feed.drop(revoked)
         order.drop(revoked)

@@ -1,21 +1,25 @@
-"""Input records through the journey core: the work of the worker's agent, without Faust.
+"""Input records through the journey core: the work of the worker's loop, without Faust.
 
-The agent hands over records in batches (whatever arrived within 20 ms, up to 1,000). For each
-record of a batch: judge it at the intake (a dead letter is queued with the batch's commands), turn
-it into the core's event, read the customer's state (the batch's own newer state first; a state
-kept decoded in :mod:`~pipeline.worker.statecache` when the stored bytes are the ones it kept),
-``decide``, and encode the commands and the new state. Then, once per batch: publish every command
-and wait for the broker's acknowledgement of all of them, and only then write each changed
-customer's new state and tell the due index the customer's next wake-up.
+The loop hands over records in batches (what its consumer's fetches brought, in event-time order,
+up to 1,000). For each record of a batch: judge it at the intake (a dead letter is queued with the
+batch's commands), turn it into the core's event, read the customer's state (the batch's own newer
+state first, then that of the batch before it if that one is not finished; a state kept decoded in
+:mod:`~pipeline.worker.statecache` when the stored bytes are the ones it kept), ``decide``, and
+encode the commands and the new state. Then, once per batch: queue every command with the producer
+(:meth:`JourneyProcessor.begin`), wait for the broker's acknowledgement of all of them, and only
+then write each changed customer's new state and tell the due index the customer's next wake-up
+(:meth:`JourneyProcessor.finish`). Between the two the loop decides the next batch, so the worker
+is not idle while the broker acknowledges.
 
 Commands are published *before* any state of their batch is written. If the worker dies in between,
 the batch is read again (its offsets were not committed), decided again on the old state, and the
 same deterministic touchpoint ids are published again, which the senders de-duplicate; the other
 order would lose them (the table would already remember the events, and a replay would be a
-duplicate that sends nothing). Waiting once per batch instead of once per record is what lets the
-producer fill its requests. Nothing a single record does can stop the worker: an unexpected error
-dead-letters that record (UNPROCESSABLE) and the rest of the batch goes on. Dead letters are
-published with the batch's commands, so nothing leaves a batch half published.
+duplicate that sends nothing). A batch decided on the unfinished states of the one before it is
+read again with it, in the same order, and decided the same. Waiting once per batch instead of once
+per record is what lets the producer fill its requests. Nothing a single record does can stop the
+worker: an unexpected error dead-letters that record (UNPROCESSABLE) and the rest of the batch goes
+on. Dead letters are published with the batch's commands, so nothing leaves a batch half published.
 """
 
 from __future__ import annotations
@@ -108,6 +112,20 @@ class _Change:
         self.value = value
 
 
+class Batch:
+    """One batch between :meth:`JourneyProcessor.begin` and :meth:`JourneyProcessor.finish`:
+    its records to publish, what the producer returned for them (None: not queued yet), and
+    each changed customer's newest state."""
+
+    __slots__ = ("behind", "changes", "pending", "records")
+
+    def __init__(self, behind: dict[bytes, _Change] | None = None) -> None:
+        self.records: list[tuple[str, bytes | None, bytes]] = []
+        self.changes: dict[bytes, _Change] = {}
+        self.pending: list[Any] | None = None
+        self.behind = behind
+
+
 class _Children:
     """Labelled children of the processor's metrics, each looked up once: prometheus_client's
     ``labels()`` checks and locks on every call, a few µs twice per record. Bounded as the
@@ -153,38 +171,52 @@ class JourneyProcessor:
     async def process_batch(self, batch: Sequence[SourceRecord], table: StateTable) -> None:
         """Decide ``batch``, publish its commands and dead letters, then write its states.
 
-        Never raises for a record: Faust acknowledges the batch however this returns, so an
-        exception here would let offsets be committed for commands never published.
+        Never raises for a record: an exception here would let offsets be committed for
+        commands never published.
         """
-        changes: dict[bytes, _Change] = {}
-        records: list[tuple[str, bytes | None, bytes]] = []
+        await self.finish(await self.begin(batch, table), table)
+
+    async def begin(
+        self, batch: Sequence[SourceRecord], table: StateTable, behind: Batch | None = None
+    ) -> Batch:
+        """Decide ``batch`` and queue its commands and dead letters with the producer; nothing
+        is written yet (:meth:`finish` does that once the broker has them). ``behind``: the batch
+        before this one, begun and not yet finished; its states are this one's starting point."""
+        decided = Batch(behind.changes if behind is not None else None)
         for source in batch:
-            self._decide(source, table, changes, records)
+            self._decide(source, table, decided)
+        decided.behind = None  # only read while deciding; not kept alive past it
+        try:
+            decided.pending = await self._queue(decided.records)
+        except Exception:
+            log.exception("could not queue %d records; retrying", len(decided.records))
+        return decided
+
+    async def finish(self, decided: Batch, table: StateTable) -> None:
+        """Wait until the broker has every record of ``decided``, then write its states."""
         # The decisions stand; the broker must take their commands (and the batch's dead letters)
         # before any state moves on. A broker away for a while holds these partitions here rather
         # than losing anything.
         pause = 0.5
         while True:
             try:
-                await self.send(records)
+                if decided.pending is None:
+                    decided.pending = await self._queue(decided.records)
+                await asyncio.gather(*decided.pending)
                 break
             except Exception:
-                log.exception("could not publish %d records; retrying", len(records))
+                log.exception("could not publish %d records; retrying", len(decided.records))
+                decided.pending = None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
         cache = self.cache
-        for key, change in changes.items():
+        for key, change in decided.changes.items():
             table.write(key, change.value, change.source)
             cache.put(key, change.value, change.state)
             self.index.set(change.customer, change.wake, change.source.partition)
 
-    def _decide(
-        self,
-        source: SourceRecord,
-        table: StateTable,
-        changes: dict[bytes, _Change],
-        records: list[tuple[str, bytes | None, bytes]],
-    ) -> None:
+    def _decide(self, source: SourceRecord, table: StateTable, decided: Batch) -> None:
+        records, changes = decided.records, decided.changes
         taken = self.intake.judge(source)
         if isinstance(taken, DeadLetter):
             self._labelled(self.metrics.events, source.topic, "unknown", "dead_lettered").inc()
@@ -209,6 +241,8 @@ class JourneyProcessor:
             key = customer.encode("utf-8")
             started = time.perf_counter()
             earlier = changes.get(key)
+            if earlier is None and decided.behind is not None:
+                earlier = decided.behind.get(key)
             if earlier is not None:
                 state: CustomerState | None = earlier.state
             else:
@@ -266,9 +300,7 @@ class JourneyProcessor:
                 records.append((self.deliveries_topic, key, value))
         return records
 
-    async def send(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
-        """Publish and wait until the broker has every one of them."""
-        if not records:
-            return
-        pending = [await self.publisher.send(t, value=v, key=k) for t, k, v in records]
-        await asyncio.gather(*pending)
+    async def _queue(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[Any]:
+        """Hand every record to the producer; what it returns completes when the broker has
+        each one."""
+        return [await self.publisher.send(t, value=v, key=k) for t, k, v in records]

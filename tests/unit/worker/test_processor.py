@@ -147,3 +147,42 @@ async def test_the_next_event_of_a_customer_uses_the_state_kept_decoded(schemas:
     await processor.process_batch([_order(schemas, 1, "c1")], table)
     await processor.process_batch([_order(schemas, 2, "c1")], table)
     assert (cache.hits, cache.misses) == (1, 0)
+
+
+async def test_a_batch_begun_behind_an_open_one_decides_on_its_states(schemas: SchemaSet) -> None:
+    # The loop decides the next batch while the broker acknowledges the one before: that
+    # batch's states are not written yet, and the next one must start from them all the same.
+    broker = Broker()
+    table = DictTable()
+    processor = _processor(broker, schemas)
+    first = await processor.begin([_order(schemas, 1, "c1")], table)
+    second = await processor.begin([_order(schemas, 2, "c1")], table, behind=first)
+    assert table.data == {}  # nothing written before its batch is finished
+    await processor.finish(first, table)
+    after_first = table.data[b"c1"]
+    await processor.finish(second, table)
+    state = scheduler.unpack_state(table.data[b"c1"])
+    assert table.data[b"c1"] != after_first
+    assert b"order-1" in state and b"order-2" in state  # both orders' journeys, one state
+
+    # Decided one after the other, finished each before the next: the same state.
+    alone = DictTable()
+    other = _processor(Broker(), schemas)
+    await other.process_batch([_order(schemas, 1, "c1")], alone)
+    await other.process_batch([_order(schemas, 2, "c1")], alone)
+    assert alone.data == table.data
+
+
+async def test_an_open_batch_the_broker_refuses_is_published_again_before_its_states(
+    schemas: SchemaSet,
+) -> None:
+    broker = Broker(failures=1)
+    table = DictTable()
+    processor = _processor(broker, schemas)
+    first = await processor.begin([_order(schemas, 1, "c1")], table)
+    second = await processor.begin([_order(schemas, 2, "c2")], table, behind=first)
+    await asyncio.wait_for(processor.finish(first, table), timeout=30)
+    await processor.finish(second, table)
+    assert (DISPATCH, b"c1") in broker.records
+    assert (DISPATCH, b"c2") in broker.records
+    assert set(table.data) == {b"c1", b"c2"}
