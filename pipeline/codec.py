@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import fastavro
 from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from pipeline import resources
+from pipeline import avrowriter, resources
 
 MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8
@@ -79,6 +79,8 @@ class Schema:
     fingerprint: bytes  # as on the wire
     parsed: Any  # fastavro's parsed form
     path: Path
+    # The same encoding compiled from the schema (see pipeline.avrowriter); None: fastavro only.
+    writer: avrowriter.Write | None = field(default=None, compare=False, repr=False)
 
     @property
     def header(self) -> bytes:
@@ -142,12 +144,21 @@ class SchemaSet:
     def encode(self, full_name: str, record: Mapping[str, Any], *, strict: bool = True) -> bytes:
         """Encode ``record`` with the current schema of ``full_name``.
 
-        ``strict`` (the default) refuses unknown fields. ``strict=False`` is for records built
-        field by field from the schema by Aftercare's own converters (the worker's commands, on
-        its hot path: the check is two fifths of the encoding's cost), whose tests encode them
-        strictly; a value of the wrong type is refused either way.
+        ``strict`` (the default) refuses unknown fields, through fastavro. ``strict=False`` is for
+        records built field by field from the schema by Aftercare's own code (the worker's
+        commands and notices, the senders' outcomes: the hot paths), whose tests encode them
+        strictly: it writes with the writer compiled from the schema (:mod:`pipeline.avrowriter`,
+        the same bytes about three times quicker) and leaves to fastavro what that one does not
+        take. A value of the wrong type is refused either way.
         """
         schema = self.current(full_name)
+        if not strict and schema.writer is not None:
+            out = bytearray(schema.header)
+            try:
+                schema.writer(out, record)
+                return bytes(out)
+            except avrowriter.Unsupported:
+                pass  # fastavro writes it, or says why it cannot be written
         buffer = io.BytesIO()
         buffer.write(schema.header)
         try:
@@ -267,11 +278,16 @@ def _load_file(path: Path) -> Schema:
     if not isinstance(parsed, dict) or parsed.get("type") != "record":
         raise CodecError(f"{path}: the top-level schema must be a record")
     canonical = to_parsing_canonical_form(parsed)
+    try:
+        writer: avrowriter.Write | None = avrowriter.compile_writer(parsed)
+    except avrowriter.Unsupported:
+        writer = None
     return Schema(
         full_name=parsed["name"],
         fingerprint=bytes.fromhex(_fingerprint(canonical, "CRC-64-AVRO")),
         parsed=parsed,
         path=path,
+        writer=writer,
     )
 
 
