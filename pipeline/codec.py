@@ -37,7 +37,7 @@ import fastavro
 from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from pipeline import avrowriter, resources
+from pipeline import avroreader, avrowriter, resources
 
 MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8
@@ -79,8 +79,10 @@ class Schema:
     fingerprint: bytes  # as on the wire
     parsed: Any  # fastavro's parsed form
     path: Path
-    # The same encoding compiled from the schema (see pipeline.avrowriter); None: fastavro only.
+    # The same encoding and decoding compiled from the schema (pipeline.avrowriter and
+    # avroreader); None: fastavro only.
     writer: avrowriter.Write | None = field(default=None, compare=False, repr=False)
+    reader: avroreader.Read | None = field(default=None, compare=False, repr=False)
 
     @property
     def header(self) -> bytes:
@@ -196,6 +198,13 @@ class SchemaSet:
                 fingerprint_hex,
             )
         reader = self._current[expected]
+        if reader is writer and writer.reader is not None:
+            try:
+                quick, end = writer.reader(data, HEADER_SIZE)
+            except avroreader.Unsupported:
+                pass  # fastavro reads it, or says why it cannot be read
+            else:
+                return self._checked(quick, end, data, writer, fingerprint_hex)
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
         try:
@@ -211,7 +220,13 @@ class SchemaSet:
                 f"{type(exc).__name__}: {exc}".rstrip(": "),
                 fingerprint_hex,
             ) from exc
-        trailing = len(data) - body.tell()
+        return self._checked(record, body.tell(), data, writer, fingerprint_hex)
+
+    @staticmethod
+    def _checked(
+        record: Any, end: int, data: bytes, writer: Schema, fingerprint_hex: str
+    ) -> Decoded:
+        trailing = len(data) - end
         if trailing:
             raise DecodeError(
                 DeadLetterError.UNDECODABLE,
@@ -225,7 +240,7 @@ class SchemaSet:
                 f"decoded to a {type(record).__name__}, not a record",
                 fingerprint_hex,
             )
-        return Decoded(expected, record, writer)
+        return Decoded(writer.full_name, record, writer)  # the name expected (checked above)
 
 
 def peek_occurred_at(data: bytes | None) -> int | None:
@@ -282,12 +297,17 @@ def _load_file(path: Path) -> Schema:
         writer: avrowriter.Write | None = avrowriter.compile_writer(parsed)
     except avrowriter.Unsupported:
         writer = None
+    try:
+        reader: avroreader.Read | None = avroreader.compile_reader(parsed)
+    except avroreader.Unsupported:
+        reader = None
     return Schema(
         full_name=parsed["name"],
         fingerprint=bytes.fromhex(_fingerprint(canonical, "CRC-64-AVRO")),
         parsed=parsed,
         path=path,
         writer=writer,
+        reader=reader,
     )
 
 
