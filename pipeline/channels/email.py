@@ -23,8 +23,10 @@ goes the ``EmailMessage`` way. A test holds both ways to the same bytes.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import email.contentmanager
 import email.policy
+import email.quoprimime
 import functools
 import random
 import re
@@ -251,9 +253,92 @@ def _text_part_headers(subtype: str, cte: str, mime_version: bool) -> bytes:
 def _text_part(text: str, subtype: str, mime_version: bool) -> bytes:
     """One text part (its headers, a blank line, the body) as set_content and the generator make
     it; ``mime_version``: the part got its own MIME-Version (made by add_alternative)."""
-    cte, payload = email.contentmanager._encode_text(text, "utf-8", None, _CONTENT)  # type: ignore[attr-defined]
-    body = _NEWLINE.sub("\r\n", str(payload)).encode("ascii", "surrogateescape")
-    return _text_part_headers(subtype, str(cte), mime_version) + b"\r\n" + body
+    cte, payload = _encode_text(text)
+    body = _NEWLINE.sub("\r\n", payload).encode("ascii", "surrogateescape")
+    return _text_part_headers(subtype, cte, mime_version) + b"\r\n" + body
+
+
+def _encode_text(text: str) -> tuple[str, str]:
+    """The transfer encoding and body set_content gives ``text`` (utf-8, the default policy).
+
+    The same choice as ``email.contentmanager``'s: 7bit when every line is ASCII and short
+    enough, 8bit when they are short enough, else quoted-printable unless base64 is shorter on
+    the first ten lines. Its quoted-printable pass maps every character through a table
+    (``str.translate``), most of the cost of composing an email with a long line; here only the
+    characters that need quoting are replaced (:func:`_quoted_printable`)."""
+    lines = text.encode("utf-8").splitlines()
+    if max((len(line) for line in lines), default=0) <= _WIDTH:
+        normal = b"\n".join(lines) + b"\n"
+        if normal.isascii():
+            return "7bit", normal.decode("ascii")
+        if _CONTENT.cte_type == "8bit":
+            return "8bit", normal.decode("ascii", "surrogateescape")
+    linesep = _CONTENT.linesep.encode("ascii")
+    sniff = linesep.join(lines[:10]) + linesep
+    sniff_qp = _quoted_printable(sniff.decode("latin-1"), _WIDTH)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        return "base64", _base64(linesep.join(lines) + linesep)
+    if len(lines) <= 10:
+        return "quoted-printable", sniff_qp
+    body = (b"\n".join(lines) + b"\n").decode("latin-1")
+    return "quoted-printable", _quoted_printable(body, _WIDTH)
+
+
+_WIDTH: int = _CONTENT.max_line_length or 78
+
+
+def _base64(data: bytes) -> str:
+    encoded: str = email.contentmanager._encode_base64(data, _WIDTH)  # type: ignore[attr-defined]
+    return encoded
+
+
+# Characters quoted-printable leaves as they are in a body (and the line ends it splits on).
+_QP_SAFE = [c for c in range(256) if not email.quoprimime.body_check(c)] + [ord("\r"), ord("\n")]
+_QP_QUOTE = re.compile("[^" + "".join(re.escape(chr(c)) for c in _QP_SAFE) + "]")
+_QP_HEX = [f"={c:02X}" for c in range(256)]
+
+
+def _quoted(match: re.Match[str]) -> str:
+    return _QP_HEX[ord(match.group())]
+
+
+def _quoted_printable(body: str, width: int) -> str:
+    """``email.quoprimime.body_encode(body, width)``: each line's characters that need it
+    quoted, lines wider than ``width`` broken with soft breaks (never inside an ``=XX``), and a
+    space or tab ending a line quoted."""
+    if not body:
+        return body
+    body = _QP_QUOTE.sub(_quoted, body)
+    out: list[str] = []
+    for line in body.splitlines():
+        start = 0
+        last = len(line) - 1 - width
+        while start <= last:
+            stop = start + width - 1
+            if line[stop - 2] == "=":
+                out.append(line[start : stop - 1])
+                start = stop - 2
+            elif line[stop - 1] == "=":
+                out.append(line[start:stop])
+                start = stop - 1
+            else:
+                out.append(line[start:stop] + "=")
+                start = stop
+        if line and line[-1] in " \t":
+            room = start - last
+            end = _QP_HEX[ord(line[-1])]
+            if room >= 3:
+                tail = end
+            elif room == 2:
+                tail = line[-1] + "=\n"
+            else:
+                tail = "=\n" + end
+            out.append(line[start:-1] + tail)
+        else:
+            out.append(line[start:])
+    if body[-1] in "\r\n":
+        out.append("")
+    return "\n".join(out)
 
 
 def _boundary(parts: list[bytes]) -> str:

@@ -3,19 +3,26 @@ aiosmtplib's ``send_message`` would have sent (same headers, same parts, same en
 
 from __future__ import annotations
 
+import email.contentmanager
+import email.policy
+import email.quoprimime
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from aiosmtplib.email import flatten_message
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.channels.base import Message
 from pipeline.channels.email import (
     EmailSender,
     SmtpSettings,
     _Composer,
+    _encode_text,
     _folded_by_policy,
     _multipart_type,
+    _quoted_printable,
 )
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel, Priority
@@ -142,3 +149,41 @@ def test_a_boundary_already_in_a_part_is_chosen_as_the_generator_chooses(
 def test_the_multipart_header_is_the_policys_fold(boundary: str) -> None:
     value = f'multipart/alternative; boundary="{boundary}"'
     assert _multipart_type(boundary) == _folded_by_policy("Content-Type", value)
+
+
+# Characters that make quoted-printable work: quoted ones, '=' near where a line breaks,
+# whitespace at a line's end, every kind of line end.
+_QP_TEXT = st.text(
+    st.one_of(
+        st.sampled_from(list("aZ =\t.\r\n\x0b\x0c\x85ü€✓")),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=400,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    body=st.one_of(
+        st.text(st.characters(max_codepoint=255), max_size=300),
+        st.text(st.sampled_from(list("aa= \t\nü")), max_size=300),  # edges of a line, often
+    ),
+    width=st.integers(4, 100),
+)
+def test_quoted_printable_is_the_email_packages(body: str, width: int) -> None:
+    assert _quoted_printable(body, width) == email.quoprimime.body_encode(body, width)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.one_of(
+        _QP_TEXT,
+        st.builds(lambda a, b: a * 3 + b, _QP_TEXT, _QP_TEXT),
+        st.lists(
+            st.sampled_from([LONG_LINE, "x" * 77 + "=", "ü" * 40, " \t", ""]), max_size=14
+        ).map("\n".join),
+    )
+)
+def test_the_text_encoding_is_set_contents(text: str) -> None:
+    expected = email.contentmanager._encode_text(text, "utf-8", None, email.policy.default)  # type: ignore[attr-defined]
+    assert _encode_text(text) == expected
