@@ -32,8 +32,9 @@ def evolve(value: _T, **changes: Any) -> _T:
     attributes.update(original)
     attributes.update(changes)
     if len(attributes) != len(original):
-        unknown = ", ".join(sorted(set(changes) - _field_names(type(value))))
-        raise TypeError(f"{type(value).__name__} has no field {unknown}")
+        cls: Any = type(value)
+        unknown = ", ".join(sorted(set(changes) - _field_names(cls)))
+        raise TypeError(f"{cls.__name__} has no field {unknown}")
     return copy
 
 

@@ -16,7 +16,8 @@ def test_evolve_is_replace() -> None:
     changed = evolve(state, last_app_activity=at, reengaged_for=at)
     assert changed == dataclasses.replace(state, last_app_activity=at, reengaged_for=at)
     assert state.last_app_activity is None  # the original is left as it was
-    assert evolve(state) == state and evolve(state) is not state
+    assert evolve(state) == state
+    assert evolve(state) is not state
 
 
 def test_evolve_refuses_a_field_the_class_does_not_have() -> None:
