@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.worker.app import LAGGING_WAIT_SECONDS
 from pipeline.worker.ordering import UNKNOWN_TIME, EventTimeOrder
 
 TOPICS = ["preferences", "purchases", "shipments", "app-usage", "due-notices"]
@@ -155,3 +156,26 @@ def test_an_input_behind_is_waited_for_longer_than_the_idle_bound() -> None:
     assert order.release(0.0) == []
     assert order.release(0.2) == []  # past max_idle, but shipments has records on their way
     assert order.release(0.5) == ["placed"]  # past the bound for inputs behind: go on
+
+
+def test_the_worker_waits_for_an_input_behind_for_seconds_not_a_moment() -> None:
+    # After a restart on a busy machine one input's first fetch can come a second or more after
+    # the others'; what happened first must still be decided first.
+    behind = {("preferences", 0), ("preferences", 1)}  # records on the broker not yet fetched
+    order = EventTimeOrder(
+        TOPICS,
+        0.1,
+        caught_up=lambda t, p: (t, p) not in behind,
+        behind_bound=LAGGING_WAIT_SECONDS,
+    )
+    order.add("purchases", 0, 2_000, "payment failed")
+    assert order.release(0.0) == []
+    assert order.release(5.0) == []  # preferences of partition 0 is still being fetched
+    order.add("preferences", 0, 1_000, "sms consent")
+    behind.discard(("preferences", 0))
+    assert order.release(5.1) == ["sms consent", "payment failed"]
+
+    order.add("purchases", 1, 3_000, "placed")  # an input that cannot be read: not for ever
+    assert order.release(6.0) == []
+    assert order.release(6.0 + LAGGING_WAIT_SECONDS - 0.1) == []
+    assert order.release(6.0 + LAGGING_WAIT_SECONDS) == ["placed"]
