@@ -100,6 +100,9 @@ class RunResult:
     drained: bool = False
     dispatched: dict[str, int] = field(default_factory=dict)  # touchpoint id -> records
     due: dict[str, datetime] = field(default_factory=dict)  # touchpoint id -> due time
+    # touchpoint id -> due time of the ones with an outcome and no dispatch record: the worker's
+    # own decisions (suppressed, expired before dispatch)
+    undispatched_due: dict[str, datetime] = field(default_factory=dict)
     outcomes: dict[str, list[str]] = field(default_factory=dict)  # touchpoint id -> statuses
     expired_by: Counter[str] = field(default_factory=Counter)  # "worker: reason", "senders: ..."
     failed_by: Counter[str] = field(default_factory=Counter)  # "journey on CHANNEL: reason"
@@ -448,6 +451,7 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
     letters: list[tuple[str, int, int]] = []
     expired_by: Counter[str] = Counter()
     failed_by: Counter[str] = Counter()
+    outcome_due: dict[str, datetime] = {}
     for role in (TopicRole.DISPATCH, TopicRole.DELIVERIES, TopicRole.DEAD_LETTERS):
         for message in await _read_all(settings, settings.topic(role)):
             if role is TopicRole.DISPATCH:
@@ -466,6 +470,7 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
                         f"{record['journey']} on {record['channel']}: {record['reason']}"
                     ] += 1
                 result.journeys.setdefault(record["touchpoint_id"], record["journey"])
+                outcome_due[record["touchpoint_id"]] = record["due_at"] or record["occurred_at"]
             else:
                 record = schemas.decode(message.value, DEAD_LETTER).record
                 letters.append(
@@ -477,6 +482,7 @@ async def _read_topics(run: Pipeline, result: RunResult) -> None:
         letters,
     )
     result.expired_by, result.failed_by = expired_by, failed_by
+    result.undispatched_due = {tp: due for tp, due in outcome_due.items() if tp not in dispatched}
 
 
 async def _read_all(settings: Settings, topic: str) -> list[Any]:
@@ -540,11 +546,12 @@ def compare(baseline: RunResult, chaos: RunResult, end: datetime) -> dict[str, A
     run's drain went on for its own length of simulated time."""
     base = {tp for tp, due in baseline.due.items() if due < end}
     hurt = {tp for tp, due in chaos.due.items() if due < end}
-    differing = sorted(
-        tp
-        for tp in base & hurt
-        if set(baseline.outcomes.get(tp, [])) != set(chaos.outcomes.get(tp, []))
-    )
+    differing = _differing(baseline, chaos, base & hurt)
+    # the worker's decisions that never reached dispatch (a suppression for consent, a holdout,
+    # an expiry): a fault must not change those either
+    kept = {tp for tp, due in baseline.undispatched_due.items() if due < end}
+    held = {tp for tp, due in chaos.undispatched_due.items() if due < end}
+    undispatched_differing = _differing(baseline, chaos, kept & held)
 
     def by_journey(run: RunResult, ids: set[str]) -> dict[str, int]:
         return dict(Counter(run.journeys.get(tp, "?") for tp in ids).most_common())
@@ -558,9 +565,24 @@ def compare(baseline: RunResult, chaos: RunResult, end: datetime) -> dict[str, A
         "examples_only_in_baseline": sorted(base - hurt)[:5],
         "examples_only_in_chaos": sorted(hurt - base)[:5],
         "examples_other_outcomes": differing[:5],
+        "undispatched_outcomes_in_span": len(kept),
+        "undispatched_only_in_baseline_by_journey": by_journey(baseline, kept - held),
+        "undispatched_only_in_chaos_by_journey": by_journey(chaos, held - kept),
+        "undispatched_in_both_with_other_outcomes": len(undispatched_differing),
+        "examples_undispatched_only_in_baseline": sorted(kept - held)[:5],
+        "examples_undispatched_only_in_chaos": sorted(held - kept)[:5],
+        "examples_undispatched_other_outcomes": undispatched_differing[:5],
         "expired_added_by_faults": sum(1 for o in chaos.outcomes.values() if "EXPIRED" in o)
         - sum(1 for o in baseline.outcomes.values() if "EXPIRED" in o),
     }
+
+
+def _differing(baseline: RunResult, chaos: RunResult, touchpoints: set[str]) -> list[str]:
+    return sorted(
+        tp
+        for tp in touchpoints
+        if set(baseline.outcomes.get(tp, [])) != set(chaos.outcomes.get(tp, []))
+    )
 
 
 def markdown(figures: dict[str, Any]) -> str:
