@@ -335,7 +335,7 @@ class Environment(BaseSettings):
         description="How long the worker holds the records of one partition number while one of "
         "its inputs has nothing buffered, so that what happened first is decided first even when "
         "it is produced a little later (as Kafka Streams' max.task.idle.ms). An input with "
-        "records on the broker not yet fetched is waited for at least 500 ms; 0: only such "
+        "records on the broker not yet fetched is waited for up to 30 s; 0: only such "
         "inputs are waited for, and nothing produced later (lowest latency).",
     )
     AFTERCARE_STATE_CACHE_CUSTOMERS: Count = Field(
