@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from bench import state
+from bench import profile, state
 from bench.common import Offsets, Stopwatch, cores, ensure_broker, percentile, quick, write_part
 from bench.seeding import Plan
 from bench.state import SeededWorker
@@ -185,6 +187,10 @@ async def run(
         )
         figures["recovery_seconds"] = round(await seeded.kill_and_restart(RESTART_TIMEOUT), 2)
         ready_at = time.time()
+        assert seeded.worker.process is not None
+        pid = seeded.worker.process.pid
+        cpu_before = profile.cpu_seconds(pid)
+        spy = await profile.Profile.attach(pid, RESTART_TIMEOUT + bursts * every + drain)
         figures["timer_worker_rss_bytes_after_restart"] = seeded.rss()
         early = sum(1 for k in range(bursts) if epoch + k * every < ready_at)
         figures["timer_bursts_due_before_ready"] = early
@@ -205,7 +211,10 @@ async def run(
                 if time.time() > last_due and done >= bursts * size * pending:
                     break
                 await asyncio.sleep(0.5)
+        cpu = profile.cpu_seconds(pid) - cpu_before
+        samples = await spy.stop()
         lateness = sorted(await dispatched_lateness(seeded, wanted_ids))
+        figures.update(wake_layers(samples, spy.error, cpu, len(lateness)))
         figures["timer_worker_rss_bytes_end"] = seeded.rss()
         figures["timer_bursts"] = bursts
         figures["timer_burst_size"] = size
@@ -229,6 +238,23 @@ async def run(
     finally:
         await seeded.close()
     figures["cores"] = cores()
+    return figures
+
+
+def wake_layers(
+    samples: profile.Samples, error: str | None, cpu: float, wakes: int
+) -> dict[str, Any]:
+    """CPU µs per wake of each layer, over the bursts: from the restart to the last dispatch (the
+    due-notice loop, the notices' round trip and the quiet seconds between bursts included)."""
+    if error is not None:
+        return {"timer_layer_error": error}
+    keep = os.environ.get("BENCH_PROFILE_OUT")  # the raw stacks, for a flame graph
+    if keep:
+        Path(f"{keep}.timers").write_text("".join(f"{s} {n}\n" for s, n in samples.items()))
+    figures: dict[str, Any] = {"timer_layer_samples": sum(samples.values())}
+    figures.update(
+        {f"timer_{name}": value for name, value in profile.layers(samples, cpu, wakes).items()}
+    )
     return figures
 
 
