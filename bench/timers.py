@@ -51,7 +51,6 @@ QUICK_DRAIN_SECONDS = 20.0
 RESTART_TIMEOUT = 180.0
 SAFETY = 1.03  # on the predicted recovery (it grew linearly from 100k to 950k), for sizing
 OVERHEAD_SECONDS = 15.0  # starting, reading dispatch, deleting topics and state
-DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
 
 
 def predict_seconds(customers: int, calibration: dict[str, Any], bursts: float) -> float:
@@ -81,14 +80,37 @@ def fitting(wanted: int, calibration: dict[str, Any], bursts: float, budget: flo
 
 async def dispatched_lateness(seeded: SeededWorker, wanted: set[str]) -> list[float]:
     """Seconds from due to decision of every dispatch record of ``wanted`` customers."""
+    return [
+        (record["occurred_at"] - record["due_at"]).total_seconds()
+        for record, _ in await read_topic(seeded, TopicRole.DISPATCH, wanted)
+    ]
+
+
+async def notice_lateness(
+    seeded: SeededWorker, wanted: set[str], real_minus_clock: float
+) -> list[float]:
+    """Seconds from due to the due-notice of each of ``wanted`` customers being sent (its record's
+    timestamp, real time, taken back to the worker's clock): the part of the lateness before the
+    notice goes to the broker. The first notice of each, as a resend would be much later."""
+    first: dict[str, float] = {}
+    for record, sent_ms in await read_topic(seeded, TopicRole.DUE_NOTICES, wanted):
+        late = sent_ms / 1000 - real_minus_clock - record["occurred_at"].timestamp()
+        first[record["customer_id"]] = min(late, first.get(record["customer_id"], late))
+    return list(first.values())
+
+
+async def read_topic(
+    seeded: SeededWorker, role: TopicRole, wanted: set[str]
+) -> list[tuple[dict[str, Any], int]]:
+    """Every record of ``role``'s topic for ``wanted`` customers, with its timestamp (ms)."""
     settings = seeded.settings
-    topic = settings.topic(TopicRole.DISPATCH)
+    topic = settings.topic(role)
     schemas = SchemaSet.load()
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **settings.kafka_client_kwargs()
     )
     await consumer.start()
-    lateness: list[float] = []
+    found: list[tuple[dict[str, Any], int]] = []
     try:
         async with Offsets(settings) as offsets:
             parts = await offsets.partitions([topic])
@@ -100,15 +122,14 @@ async def dispatched_lateness(seeded: SeededWorker, wanted: set[str]) -> list[fl
             batches = await consumer.getmany(timeout_ms=1000)
             for tp, messages in batches.items():
                 for message in messages:
-                    record = schemas.decode(message.value, DISPATCH).record
+                    record = schemas.decode(message.value, RECORD_OF_TOPIC[role]).record
                     if record["customer_id"] in wanted:
-                        late = record["occurred_at"] - record["due_at"]
-                        lateness.append(late.total_seconds())
+                        found.append((record, message.timestamp))
                 if tp in remaining and await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return lateness
+    return found
 
 
 async def run(
@@ -214,6 +235,7 @@ async def run(
         cpu = profile.cpu_seconds(pid) - cpu_before
         samples = await spy.stop()
         lateness = sorted(await dispatched_lateness(seeded, wanted_ids))
+        sent = sorted(await notice_lateness(seeded, wanted_ids, epoch - first_due.timestamp()))
         figures.update(wake_layers(samples, spy.error, cpu, len(lateness)))
         figures["timer_worker_rss_bytes_end"] = seeded.rss()
         figures["timer_bursts"] = bursts
@@ -224,6 +246,9 @@ async def run(
         for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
             value = percentile(lateness, q)
             figures[f"timer_lateness_{name}_s"] = None if math.isnan(value) else round(value, 3)
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            value = percentile(sent, q)
+            figures[f"timer_notice_sent_{name}_s"] = None if math.isnan(value) else round(value, 3)
         figures["timer_state_disk_bytes_per_customer"] = round(
             figures["timer_state_disk_bytes"] / seeded.customers
         )
