@@ -218,6 +218,12 @@ def create_app(
         # stall came every ~2,000 records and capped recovery near 2,500 records/s; 4 MiB brings
         # four times the records per stall (a response stays under aiokafka's 50 MiB cap).
         consumer_max_fetch_size=4 * 1024 * 1024,
+        # aiokafka keeps one produce request in flight per broker and one open batch per
+        # partition; a full batch holds the next send until the request before it is answered.
+        # At Faust's 16 KiB a batch holds about eight changelog states: a burst of 3,000 wakes
+        # took 0.23 s (p99) only to hand its due-notices over. 256 KiB: 0.05 s, and about a
+        # tenth less CPU per wake (the timers benchmark, 100,000 pending).
+        producer_max_batch_size=256 * 1024,
     )
     app.feed = feed
     publisher = FaustPublisher(app)
