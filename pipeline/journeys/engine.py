@@ -408,7 +408,7 @@ class JourneyEngine:
                 urgent=journey.urgent,
                 channels=step.channels,
                 template=step.template,
-                context=evolve(context, variables=step.variables),
+                context=evolve(context, variables=step.variables) if step.variables else context,
                 trigger_event_id=trigger.event_id,
                 trigger_occurred_at=trigger.occurred_at,
                 due_at=due,
@@ -723,7 +723,11 @@ def _holds(
 
 
 def _with_order(state: CustomerState, order: OrderState) -> CustomerState:
-    others = tuple(o for o in state.orders if o.order_id != order.order_id)
+    """``order`` replaces the one of its id and goes last (most events are of the last one)."""
+    orders = state.orders
+    if orders and orders[-1].order_id == order.order_id:
+        return evolve(state, orders=(*orders[:-1], order))
+    others = tuple(o for o in orders if o.order_id != order.order_id)
     return evolve(state, orders=(*others, order))
 
 

@@ -52,14 +52,18 @@ def address(
 
 
 def has_address(contact: Contact, channel: Channel, customer_id: str) -> bool:
-    found = address(
-        channel,
-        email=contact.email,
-        phone=contact.phone,
-        push_token=contact.push_token,
-        customer_id=customer_id,
-    )
-    return found is not None
+    """Whether :func:`address` finds one (asked for every channel of every touchpoint fired)."""
+    field = _ADDRESS_FIELD.get(channel)
+    return field is None or bool(getattr(contact, field))
+
+
+# The Contact field holding each channel's address; in-app and webhook always have one.
+_ADDRESS_FIELD = {
+    Channel.EMAIL: "email",
+    Channel.SMS: "phone",
+    Channel.WHATSAPP: "phone",
+    Channel.PUSH: "push_token",
+}
 
 
 def usable_channels(

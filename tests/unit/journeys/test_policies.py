@@ -8,8 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.journeys.engine import LATE_PREFERENCES_GRACE
-from pipeline.journeys.model import Channel, PreferencesErased, Priority, QuietHours, SendTouchpoint
-from pipeline.journeys.policies import in_quiet_hours, quiet_hours_end, zone
+from pipeline.journeys.model import (
+    Channel,
+    Contact,
+    PreferencesErased,
+    Priority,
+    QuietHours,
+    SendTouchpoint,
+)
+from pipeline.journeys.policies import address, has_address, in_quiet_hours, quiet_hours_end, zone
 from pipeline.journeys.rules import FrequencyCap
 from tests.unit.journeys.scenario import (
     BOOK,
@@ -356,3 +363,15 @@ def test_an_unsubscribed_channel_carries_no_engagement_but_still_every_receipt()
     sent = {(s.journey, s.channels) for s in run.sent()}
     assert ("order_confirmation", ("EMAIL",)) in sent  # transactional: still by email
     assert ("product_education", "SUPPRESSED", "no_consent") in run.cancelled()
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("email", [None, "", "ada@example.com"])
+@pytest.mark.parametrize("phone", [None, "", "+4915112345678"])
+@pytest.mark.parametrize("push_token", [None, "", "fcm-token"])
+def test_has_address_is_whether_address_finds_one(
+    channel: Channel, email: str | None, phone: str | None, push_token: str | None
+) -> None:
+    contact = Contact(email=email, phone=phone, push_token=push_token)
+    found = address(channel, email=email, phone=phone, push_token=push_token, customer_id="c-1")
+    assert has_address(contact, channel, "c-1") is (found is not None)
