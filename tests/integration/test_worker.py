@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
@@ -32,7 +34,8 @@ from pipeline.journeys.model import (
     Wake,
 )
 from pipeline.journeys.rules import load_journeys
-from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.metrics import COMMITTED_OFFSET
+from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker.convert import to_event
 from tests.integration.kafkatools import end_offsets, wait_for_new
 from tests.integration.processes import worker_process
@@ -259,3 +262,32 @@ async def test_a_month_of_journeys_survives_a_sigkill(
     for command in commands:
         assert command["occurred_at"] >= command["due_at"]  # never sent early
         assert command["occurred_at"] <= command["expires_at"]  # never sent late
+
+
+async def test_a_ready_worker_knows_where_each_input_partition_stands(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """Ready means the committed offset of every partition it took has been looked up: the first
+    records after a start (a burst of wakes after a restart) do not wait for that lookup."""
+    (port,) = free_ports(1)
+    worker = worker_process(topics, tmp_path / "state", tmp_path / "worker.log", port)
+    worker.start()
+    try:
+        await worker.wait_ready()
+        async with httpx.AsyncClient() as client:
+            page = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        status = worker.stop()
+    assert status == 0, worker.tail()
+    tracked = {
+        (sample.labels["topic"], int(sample.labels["partition"]))
+        for family in text_string_to_metric_families(page)
+        if family.name == COMMITTED_OFFSET
+        for sample in family.samples
+    }
+    expected = {
+        (topics.topic(role), partition)
+        for role in COPARTITIONED_ROLES
+        for partition in range(topics.input_partitions)
+    }
+    assert tracked == expected, worker.tail()
