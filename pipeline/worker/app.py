@@ -213,11 +213,11 @@ def create_app(
         web_bind=settings.bind_address,  # 0.0.0.0 in a container: probes come from the kubelet
         # Recovery reads the changelog one fetch at a time, and Faust pauses the input partitions
         # only in its own books: once a fetch's records sit waiting for the table, aiokafka
-        # long-polls the empty input partitions (Faust's fixed fetch_max_wait_ms=1500, measured
-        # so; the feed's consumer now waits at most feed.FETCH_WAIT_MS), and the next changelog
-        # fetch waits behind that poll. At the default 1 MiB per partition that
-        # stall came every ~2,000 records and capped recovery near 2,500 records/s; 4 MiB brings
-        # four times the records per stall (a response stays under aiokafka's 50 MiB cap).
+        # long-polls the empty input partitions, and the next changelog fetch waits behind that
+        # poll. With Faust's 1.5 s poll and the default 1 MiB per partition that stall came every
+        # ~2,000 records and capped recovery near 2,500 records/s; 4 MiB brings four times the
+        # records per stall (a response stays under aiokafka's 50 MiB cap). The poll is now
+        # feed.FETCH_WAIT_MS.
         consumer_max_fetch_size=4 * 1024 * 1024,
         # aiokafka keeps one produce request in flight per broker and one open batch per
         # partition; a full batch holds the next send until the request before it is answered.

@@ -102,7 +102,8 @@ FETCH_WAIT_MS = 5
 class FeedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # Faust passes neither to aiokafka; the consumer hands both to its fetcher when it starts.
+        # Faust fixes the wait at 1.5 s and leaves the minimum at aiokafka's one byte, and offers
+        # neither as a setting; the consumer hands both to its fetcher when it starts.
         consumer._fetch_min_bytes = FETCH_MIN_BYTES
         consumer._fetch_max_wait_ms = FETCH_WAIT_MS
         return consumer
