@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -32,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from bench import profile
 from bench.common import (
     Scratch,
     Stopwatch,
@@ -42,7 +44,9 @@ from bench.common import (
     rounded,
     write_part,
 )
+from pipeline import localkafka
 from pipeline.codec import SchemaSet
+from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.sandbox.server import SandboxConfig
 from pipeline.topics import ensure_topics
@@ -209,6 +213,42 @@ def knee(figures: Mapping[str, Any], rates: tuple[int, ...]) -> int:
     return best
 
 
+def cpu_used(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds each process has used so far (one that is gone counts as nothing more)."""
+    used = {}
+    for name, pid in pids.items():
+        try:
+            used[name] = profile.cpu_seconds(pid)
+        except OSError:
+            used[name] = math.nan
+    return used
+
+
+def cpu_figures(
+    rate: int, before: Mapping[str, float], after: Mapping[str, float], events: int
+) -> dict[str, Any]:
+    """CPU ms per event of each process between ``before`` and ``after``, and their sum: what
+    one event costs the machine along the whole path."""
+    figures: dict[str, Any] = {}
+    total = 0.0
+    for name, start in before.items():
+        spent = after.get(name, math.nan) - start
+        if math.isnan(spent):
+            continue
+        total += spent
+        figures[f"e2e_cpu_ms_per_event_{name}_at_{rate}"] = round(spent / max(events, 1) * 1e3, 3)
+    figures[f"e2e_cpu_ms_per_event_at_{rate}"] = round(total / max(events, 1) * 1e3, 3)
+    return figures
+
+
+def broker_pids(settings: Settings) -> dict[str, int]:
+    """The local broker's node processes, if the broker is the embedded one."""
+    if not settings.uses_local_broker:
+        return {}
+    nodes = localkafka.status(settings.local_broker).nodes
+    return {"broker" if len(nodes) == 1 else f"broker{n.node}": n.pid for n in nodes if n.pid}
+
+
 def sandbox_process(folder: Path) -> tuple[ComponentProcess, SandboxConfig]:
     http_port, smtp_port = free_ports(2)
     config = SandboxConfig(http_port=http_port, smtp_port=smtp_port, db_path=folder / "outbox.db")
@@ -245,8 +285,14 @@ def senders_env(config: SandboxConfig) -> dict[str, str]:
 
 
 async def one_rate(
-    rate: int, config: SandboxConfig, outbox: Outbox, window: float, drain: float
+    rate: int,
+    config: SandboxConfig,
+    outbox: Outbox,
+    window: float,
+    drain: float,
+    pids: Mapping[str, int],
 ) -> dict[str, Any]:
+    """``pids``: the processes besides this rate's worker and senders whose CPU is counted."""
     scratch = Scratch("lat")
     try:
         settings = scratch.settings
@@ -277,13 +323,25 @@ async def one_rate(
                     f"warm-up messages did not reach the sandbox within 60 s\n"
                     f"worker:\n{worker.tail(20)}\nsenders:\n{senders.tail(20)}"
                 )
+            assert worker.process is not None
+            assert senders.process is not None
+            counted = {
+                **pids,
+                "worker": worker.process.pid,
+                "senders": senders.process.pid,
+            }
+            cpu_before = cpu_used(counted)
             started = time.time()
             sent, seconds = await produce_at(producer, topic, f"l{rate}-", rate, window, outbox)
             ended = started + seconds
         finally:
             await producer.stop()
         drained = await outbox.wait_for(sent, drain)
-        return latency_figures(rate, sent, outbox.accepted, (started, ended), time.time(), drained)
+        cpu_after = cpu_used(counted)
+        return {
+            **latency_figures(rate, sent, outbox.accepted, (started, ended), time.time(), drained),
+            **cpu_figures(rate, cpu_before, cpu_after, len(sent)),
+        }
     finally:
         await scratch.cleanup()
 
@@ -305,9 +363,15 @@ async def run(short: bool | None = None, rates: tuple[int, ...] = RATES) -> dict
     try:
         sandbox.start()
         await sandbox.wait_ready()
+        assert sandbox.process is not None
+        pids = {
+            "sandbox": sandbox.process.pid,
+            "harness": os.getpid(),  # producing the events and reading the outbox
+            **broker_pids(Settings.from_env()),
+        }
         for rate in rates:
             try:
-                figures.update(await one_rate(rate, config, outbox, window, drain))
+                figures.update(await one_rate(rate, config, outbox, window, drain, pids))
             except Exception as exc:  # the other rates still run
                 figures[f"latency_error_at_{rate}"] = f"{type(exc).__name__}: {exc}"[:500]
         figures["e2e_knee_per_s"] = knee(figures, rates)
