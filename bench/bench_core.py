@@ -17,7 +17,7 @@ from bench.population import population
 from pipeline.intake import Admitted, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CustomerState, Wake
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import RECORD_OF_TOPIC
 from pipeline.worker.convert import to_event
 from pipeline.worker.statecodec import decode_state, encode_state

@@ -33,7 +33,7 @@ from pipeline.config import Settings
 from pipeline.intake import Admitted, SourceRecord
 from pipeline.journeys.engine import JourneyEngine, touchpoint_id
 from pipeline.journeys.model import CustomerState, Event
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import CUSTOMERS_TABLE, RECORD_OF_TOPIC, TopicRole
 from pipeline.topics import admin_client
 from pipeline.worker import scheduler

@@ -31,7 +31,7 @@ from pipeline import localkafka
 from pipeline.analytics.cli import add_commands as add_analytics_commands
 from pipeline.analytics.customer import add_commands as add_customer_commands
 from pipeline.config import ConfigError, Environment, Settings, listing, markdown_table
-from pipeline.journeys.rules import JourneysFileError, load_journeys
+from pipeline.journeysfile import JourneysFileError, load_journeys
 from pipeline.names import TopicRole
 from pipeline.sandbox.cli import add_commands as add_sandbox_commands
 from pipeline.simulate.cli import add_commands as add_simulate_commands

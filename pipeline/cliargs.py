@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, time, timedelta
 
-from pipeline.journeys.rules import parse_duration
+from pipeline.journeysfile import parse_duration
 
 
 def positive(text: str) -> float:

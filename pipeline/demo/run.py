@@ -64,7 +64,7 @@ from pipeline.demo.watch import (
     group_lag,
     wait_until,
 )
-from pipeline.journeys.rules import JourneysFileError, load_journeys
+from pipeline.journeysfile import JourneysFileError, load_journeys
 from pipeline.metrics import EVENTS
 from pipeline.names import COPARTITIONED_ROLES, TopicRole
 from pipeline.progress import Progress

@@ -6,7 +6,10 @@ event's own time, each sent on the first channel the customer allows that works,
 it is still worth sending. Policies shared by all journeys (consent, quiet hours, frequency caps,
 exits, expiry) decide, at the moment a step is due, whether it goes out or why it does not.
 
-This package is the pure core: :mod:`model` (events, state, commands), :mod:`rules` (the journeys
-file), :mod:`policies` and :mod:`engine` (``decide``). It imports no I/O library and never reads the
-clock; the worker brings events in, the time, and carries the commands out.
+This package is the pure core: :mod:`kinds` (what each kind of event means: parcel stages, closing
+kinds, news), :mod:`model` (events, state, commands), :mod:`rules` (the journeys as data),
+:mod:`conditions` (every condition a journey may name, and its check), :mod:`policies`,
+:mod:`holdout` and :mod:`engine` (``decide``). It imports no I/O library, reads no files and never
+reads the clock; :mod:`pipeline.journeysfile` reads the journeys file, and the worker brings events
+in, the time, and carries the commands out.
 """

@@ -24,6 +24,15 @@ import hashlib
 from datetime import datetime, timedelta
 
 from pipeline.journeys import policies
+from pipeline.journeys.conditions import CONDITIONS
+from pipeline.journeys.kinds import (
+    APP_ACTIVITY,
+    APP_QUIET,
+    CLOSING_KINDS,
+    SHIPMENT_STAGES,
+    EventKind,
+    news_stage,
+)
 from pipeline.journeys.model import (
     AppUsageEvent,
     CancelTouchpoint,
@@ -51,25 +60,12 @@ from pipeline.journeys.model import (
     evolve,
 )
 from pipeline.journeys.rules import (
-    APP_KINDS,
-    APP_QUIET,
     Condition,
     Digest,
     JourneyBook,
     JourneyRule,
 )
 
-# How far a parcel has come. DELAYED and DELIVERY_FAILED are news only before DELIVERED.
-SHIPMENT_STAGES = {
-    "LABEL_CREATED": 1,
-    "SHIPPED": 2,
-    "OUT_FOR_DELIVERY": 3,
-    "DELIVERED": 4,
-    "RETURNED": 5,
-}
-DELIVERED_STAGE = SHIPMENT_STAGES["DELIVERED"]
-CLOSING_KINDS = ("ORDER_CANCELLED", "ORDER_REFUNDED")
-APP_ACTIVITY = frozenset(APP_KINDS)  # every kind of app usage counts as activity
 SEEN_EVENT_IDS = 256  # per customer; redeliveries come within minutes, not hundreds of events
 # How long, in event time after it falls due, a touchpoint that no channel may carry waits for
 # preferences or contact details that happened earlier but arrive later (read beyond the worker's
@@ -86,7 +82,7 @@ class _Trigger:
 
     def __init__(
         self,
-        kind: str,
+        kind: EventKind,
         event_id: str,
         occurred_at: datetime,
         order_id: str | None,
@@ -177,7 +173,7 @@ class JourneyEngine:
                 locale=event.contact.locale,
                 timezone=event.contact.timezone,
             )
-        if event.kind == "ORDER_PLACED":
+        if event.kind == EventKind.ORDER_PLACED:
             order = evolve(
                 order,
                 placed_at=order.placed_at or event.occurred_at,
@@ -187,7 +183,7 @@ class JourneyEngine:
             )
         elif event.kind in CLOSING_KINDS:
             order = evolve(order, closed_by=order.closed_by or event.kind)
-            if event.kind == "ORDER_REFUNDED":
+            if event.kind == EventKind.ORDER_REFUNDED:
                 order = evolve(order, total_minor=event.total_minor or order.total_minor)
         order = evolve(order, last_event_at=_later(order.last_event_at, event.occurred_at))
         trigger = _Trigger(
@@ -209,8 +205,8 @@ class JourneyEngine:
             if parcel is not None and parcel.stage >= stage:
                 return None, None  # e.g. SHIPPED after DELIVERED: old news
             stage_at = event.occurred_at
-        else:  # DELAYED, DELIVERY_FAILED: news only while the parcel is on its way
-            if order.max_stage >= DELIVERED_STAGE or (
+        else:  # parcel news that moves no stage (DELAYED ...): news only up to its stage
+            if order.max_stage > news_stage(event.kind) or (
                 parcel is not None and event.occurred_at < parcel.stage_at
             ):
                 return None, None
@@ -230,9 +226,9 @@ class JourneyEngine:
             shipments=(*shipments, parcel),
             last_event_at=_later(order.last_event_at, event.occurred_at),
         )
-        if event.kind == "DELIVERED" and order.delivered_at is None:
+        if event.kind == EventKind.DELIVERED and order.delivered_at is None:
             order = evolve(order, delivered_at=event.occurred_at)
-        if event.kind == "RETURNED" and order.returned_at is None:
+        if event.kind == EventKind.RETURNED and order.returned_at is None:
             order = evolve(order, returned_at=event.occurred_at)
         trigger = _Trigger(
             event.kind,
@@ -251,7 +247,7 @@ class JourneyEngine:
             state = evolve(
                 state, last_app_activity=_later(state.last_app_activity, event.occurred_at)
             )
-        if event.kind == "PUSH_TOKEN_REGISTERED" and event.push_token:
+        if event.kind == EventKind.PUSH_TOKEN_REGISTERED and event.push_token:
             state = evolve(state, contact=evolve(state.contact, push_token=event.push_token))
         # An order known only from the app (its purchase not seen yet) is still an order: "once
         # per order" must hold for it too.
@@ -260,7 +256,7 @@ class JourneyEngine:
         )
         if order is not None:
             order = evolve(order, last_event_at=_later(order.last_event_at, event.occurred_at))
-        if event.kind == "SETUP_COMPLETED":
+        if event.kind == EventKind.SETUP_COMPLETED:
             if order is not None:
                 order = evolve(
                     order, setup_completed_at=_later(order.setup_completed_at, event.occurred_at)
@@ -277,7 +273,7 @@ class JourneyEngine:
                         for o in state.orders
                     ),
                 )
-        if event.kind == "FEEDBACK_SUBMITTED" and order is not None:
+        if event.kind == EventKind.FEEDBACK_SUBMITTED and order is not None:
             order = evolve(order, rating=event.rating)
         if order is not None:
             state = _with_order(state, order)
@@ -334,7 +330,7 @@ class JourneyEngine:
             elif (
                 journey is not None
                 and touchpoint.context.shipment_id == trigger.shipment_id
-                and _news_stage(journey.trigger) < stage
+                and news_stage(journey.trigger) < stage
             ):
                 # A parcel alert still waiting (quiet hours) is old news once the parcel moved on.
                 reason = f"superseded:{trigger.kind}"
@@ -375,7 +371,7 @@ class JourneyEngine:
             return False  # an exit's own journeys (cancellation, refund) always start
         happened = [order.closed_by] if order.closed_by else []
         if order.returned_at is not None:
-            happened.append("RETURNED")
+            happened.append(EventKind.RETURNED)
         for exit_kind in happened:
             reach = self.book.exits.get(exit_kind)
             if reach == "all" or (
@@ -659,13 +655,6 @@ def _digest_group(pending: Pending, digest: Digest) -> tuple[str, str, str | Non
     return (touchpoint.journey, touchpoint.step, order)
 
 
-def _news_stage(kind: str) -> int:
-    """How far along a parcel news of ``kind`` is; 0 for anything that is not parcel news."""
-    if kind in ("DELAYED", "DELIVERY_FAILED"):
-        return DELIVERED_STAGE - 1  # news only until the parcel arrives
-    return SHIPMENT_STAGES.get(kind, 99)
-
-
 def _scope_key(journey: JourneyRule, trigger: _Trigger) -> str:
     order = trigger.order_id or "-"
     if journey.scope == "shipment":
@@ -686,40 +675,9 @@ def _failed(
 ) -> Condition | None:
     """The first condition that does not hold, or None."""
     for condition in conditions:
-        if not _holds(condition, state, order, trigger_at, rating):
+        if not CONDITIONS[condition.name].check(state, order, trigger_at, rating, condition.value):
             return condition
     return None
-
-
-def _holds(
-    condition: Condition,
-    state: CustomerState,
-    order: OrderState | None,
-    trigger_at: datetime,
-    rating: int | None,
-) -> bool:
-    name = condition.name
-    if name == "not_shipped":
-        return order is None or order.max_stage < SHIPMENT_STAGES["SHIPPED"]
-    if name == "not_delivered":
-        return order is None or order.delivered_at is None
-    if name == "not_returned":
-        return order is None or order.returned_at is None
-    if name == "not_closed":
-        return order is None or order.closed_by is None
-    if name == "no_setup_since_delivery":
-        if order is None or order.delivered_at is None:
-            return True
-        return order.setup_completed_at is None or order.setup_completed_at < order.delivered_at
-    if name == "no_feedback_yet":
-        return order is None or order.rating is None
-    if name == "app_quiet_since_trigger":
-        return state.last_app_activity is None or state.last_app_activity <= trigger_at
-    if name == "rating_at_most":
-        return rating is not None and condition.value is not None and rating <= condition.value
-    if name == "rating_at_least":
-        return rating is not None and condition.value is not None and rating >= condition.value
-    raise ValueError(f"unknown condition {name}")  # the journeys file reader prevents this
 
 
 def _with_order(state: CustomerState, order: OrderState) -> CustomerState:

@@ -14,6 +14,8 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, TypeVar, cast
 
+from pipeline.journeys.kinds import EventKind
+
 _T = TypeVar("_T")
 
 
@@ -96,7 +98,7 @@ class PurchaseEvent:
     event_id: str
     customer_id: str
     occurred_at: datetime
-    kind: str  # ORDER_PLACED, PAYMENT_SUCCEEDED, PAYMENT_FAILED, ORDER_CANCELLED, ORDER_REFUNDED
+    kind: EventKind  # one of kinds.PURCHASE_KINDS
     order_id: str
     items: tuple[LineItem, ...] = ()
     total_minor: int = 0
@@ -110,7 +112,7 @@ class ShipmentEvent:
     event_id: str
     customer_id: str
     occurred_at: datetime
-    kind: str  # LABEL_CREATED, SHIPPED, OUT_FOR_DELIVERY, DELIVERED, DELAYED, DELIVERY_FAILED, ...
+    kind: EventKind  # one of kinds.SHIPMENT_KINDS
     order_id: str
     shipment_id: str
     carrier: str | None = None
@@ -124,7 +126,7 @@ class AppUsageEvent:
     event_id: str
     customer_id: str
     occurred_at: datetime
-    kind: str  # APP_OPENED, FEATURE_USED, SETUP_COMPLETED, PUSH_TOKEN_REGISTERED, ...
+    kind: EventKind  # one of kinds.APP_KINDS
     order_id: str | None = None
     sku: str | None = None
     push_token: str | None = None
@@ -219,7 +221,7 @@ class Preferences:
 @dataclass(frozen=True)
 class ShipmentState:
     shipment_id: str
-    stage: int  # see engine.SHIPMENT_STAGES
+    stage: int  # see kinds.SHIPMENT_STAGES
     stage_at: datetime
     carrier: str | None = None
     tracking_url: str | None = None
@@ -234,7 +236,7 @@ class OrderState:
     items: tuple[LineItem, ...] = ()
     total_minor: int | None = None
     currency: str | None = None
-    closed_by: str | None = None  # ORDER_CANCELLED or ORDER_REFUNDED: no journey starts after it
+    closed_by: EventKind | None = None  # one of kinds.CLOSING_KINDS: no journey starts after it
     returned_at: datetime | None = None
     delivered_at: datetime | None = None
     setup_completed_at: datetime | None = None

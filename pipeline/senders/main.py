@@ -20,7 +20,7 @@ from pipeline import logs
 from pipeline.channels import build_senders, http_client
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.senders.delivery import Deliverer
 from pipeline.senders.resilience import RetryPolicy
 from pipeline.senders.service import SenderService

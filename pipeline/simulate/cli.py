@@ -125,7 +125,7 @@ def _guarded(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.journeys.rules import JourneysFileError, load_journeys
+    from pipeline.journeysfile import JourneysFileError, load_journeys
 
     try:
         journeys = load_journeys(settings.journeys_file or None)

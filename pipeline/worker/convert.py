@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.intake import Admitted, Tombstone
+from pipeline.journeys.kinds import kind_of
 from pipeline.journeys.model import (
     AppUsageEvent,
     CancelTouchpoint,
@@ -38,7 +39,7 @@ def to_event(taken: Admitted | Tombstone, now: datetime) -> Event:
         contact = record.get("contact")
         return PurchaseEvent(
             *common,
-            kind=record["type"],
+            kind=kind_of(record["type"]),
             order_id=record["order_id"],
             items=tuple(LineItem(**item) for item in record.get("items") or ()),
             total_minor=record.get("total_minor", 0),
@@ -49,7 +50,7 @@ def to_event(taken: Admitted | Tombstone, now: datetime) -> Event:
     if taken.role is TopicRole.SHIPMENTS:
         return ShipmentEvent(
             *common,
-            kind=record["type"],
+            kind=kind_of(record["type"]),
             order_id=record["order_id"],
             shipment_id=record["shipment_id"],
             carrier=record.get("carrier"),
@@ -60,7 +61,7 @@ def to_event(taken: Admitted | Tombstone, now: datetime) -> Event:
     if taken.role is TopicRole.APP_USAGE:
         return AppUsageEvent(
             *common,
-            kind=record["type"],
+            kind=kind_of(record["type"]),
             order_id=record.get("order_id"),
             sku=record.get("sku"),
             push_token=record.get("push_token"),

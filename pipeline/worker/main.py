@@ -12,7 +12,7 @@ import signal
 import faust
 
 from pipeline.config import Settings
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.logs import logging_config
 from pipeline.names import CUSTOMERS_TABLE
 from pipeline.supervision import EXIT_LOOP_DIED, Watchdog

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from pipeline.clock import AcceleratedClock
 from pipeline.config import Settings
 from pipeline.journeys.model import Priority
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import TopicRole
 from pipeline.sandbox.server import Sandbox
 from tests.integration.kafkatools import end_offsets

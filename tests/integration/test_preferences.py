@@ -24,7 +24,7 @@ from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.journeys.model import Priority
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.preferences.tokens import Signer
 from pipeline.sandbox.server import Sandbox

@@ -33,7 +33,7 @@ from pipeline.journeys.model import (
     SendTouchpoint,
     Wake,
 )
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.metrics import COMMITTED_OFFSET
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker.convert import to_event

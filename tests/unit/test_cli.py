@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import _parser, main
-from pipeline.journeys.rules import DEFAULT_JOURNEYS
+from pipeline.journeysfile import DEFAULT_JOURNEYS
 
 # No broker listens here: whatever these tests run must not need one.
 OFFLINE = {

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.codec import SchemaSet
 from pipeline.journeys.model import Channel
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.templates import (
     SMS_MAX_CHARS,
     Rendered,

@@ -24,7 +24,8 @@ from pipeline.journeys.model import (
     ShipmentEvent,
     Wake,
 )
-from pipeline.journeys.rules import JourneyBook, load_journeys
+from pipeline.journeys.rules import JourneyBook
+from pipeline.journeysfile import load_journeys
 
 # A Monday, 10:30 in Berlin: outside the default quiet hours (21:00-08:00).
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)

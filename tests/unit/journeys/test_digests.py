@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from pipeline.journeys.model import CancelTouchpoint, SendTouchpoint
-from pipeline.journeys.rules import Digest, JourneysFileError, load_journeys, parse_journeys
+from pipeline.journeys.rules import Digest
+from pipeline.journeysfile import JourneysFileError, load_journeys, parse_journeys
 from pipeline.worker.convert import dispatch_record
 from tests.unit.journeys.scenario import T0, Scenario, app, parcel, placed, prefs
 

@@ -18,7 +18,7 @@ from pipeline.journeys.holdout import (
     step_unit,
 )
 from pipeline.journeys.model import CancelTouchpoint, Priority
-from pipeline.journeys.rules import JourneysFileError, load_journeys, parse_journeys
+from pipeline.journeysfile import JourneysFileError, load_journeys, parse_journeys
 from tests.unit.journeys.scenario import (
     BOOK,
     CUSTOMER,

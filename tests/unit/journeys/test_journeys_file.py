@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.codec import SchemaSet
-from pipeline.journeys.model import Channel, Priority
-from pipeline.journeys.rules import (
-    APP_KINDS,
-    DEFAULT_JOURNEYS,
-    PURCHASE_KINDS,
-    SHIPMENT_KINDS,
-    JourneysFileError,
-    load_journeys,
-    parse_journeys,
-)
+from pipeline.journeys.conditions import CONDITIONS
+from pipeline.journeys.kinds import APP_KINDS, PURCHASE_KINDS, SHIPMENT_KINDS
+from pipeline.journeys.model import Channel, CustomerState, Priority
+from pipeline.journeysfile import DEFAULT_JOURNEYS, JourneysFileError, load_journeys, parse_journeys
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 
 GOOD = """\
@@ -182,3 +176,29 @@ def test_in_app_cannot_be_held_by_quiet_hours() -> None:
         )
     )
     assert str(error).startswith("shop/journeys.yaml:4: quiet_hours_hold.engagement: in_app")
+
+
+@pytest.mark.parametrize("name", sorted(CONDITIONS))
+def test_the_reader_takes_every_registered_condition_and_the_engine_evaluates_it(
+    name: str,
+) -> None:
+    rule = CONDITIONS[name]
+    written = f"{{{name}: 2}}" if rule.takes_rating else name
+    book = parse_journeys(
+        GOOD.replace("validity: 24h}", f"validity: 24h, conditions: [{written}]}}")
+    )
+    (condition,) = book.journeys[0].steps[0].conditions
+    assert (condition.name, condition.value) == (name, 2 if rule.takes_rating else None)
+    state = CustomerState("c1")
+    assert isinstance(rule.check(state, None, datetime(2026, 1, 1, tzinfo=UTC), 2, 2), bool)
+    if rule.takes_rating:
+        assert "takes a rating" in str(_error(GOOD.replace("24h}", f"24h, conditions: [{name}]}}")))
+    else:
+        assert "takes no value" in str(
+            _error(GOOD.replace("24h}", f"24h, conditions: [{{{name}: 2}}]}}"))
+        )
+
+
+def test_a_condition_not_registered_is_refused_with_the_closest_name() -> None:
+    error = _error(GOOD.replace("24h}", "24h, conditions: [not_shiped]}"))
+    assert "condition 'not_shiped' is not known; did you mean 'not_shipped'?" in str(error)

@@ -8,7 +8,8 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.journeys.engine import DELIVERED_STAGE, SHIPMENT_STAGES, JourneyEngine
+from pipeline.journeys.engine import JourneyEngine
+from pipeline.journeys.kinds import DELIVERED_STAGE, SHIPMENT_STAGES
 from pipeline.journeys.model import (
     CancelTouchpoint,
     Command,
@@ -20,7 +21,7 @@ from pipeline.journeys.model import (
     SendTouchpoint,
     Wake,
 )
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from tests.unit.journeys.scenario import CUSTOMER, T0, app, parcel, placed, prefs, purchase
 
 BOOK = load_journeys()

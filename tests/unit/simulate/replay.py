@@ -15,7 +15,7 @@ from pipeline.codec import SchemaSet
 from pipeline.intake import Admitted, SourceRecord, admit
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CancelTouchpoint, CustomerState, Event, SendTouchpoint, Wake
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import RECORD_OF_TOPIC
 from pipeline.simulate.population import Plan, simulate
 from pipeline.worker.convert import dispatch_record, outcome_record, to_event

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.jsonio import from_json
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.simulate.cli import add_commands

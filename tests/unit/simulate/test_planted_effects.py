@@ -30,7 +30,7 @@ from pipeline.analytics.uplift import (
 )
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.holdout import BASIS_POINTS, Holdouts
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.simulate.population import Plan, simulate
 from tests.unit.simulate.replay import Replay
 

@@ -11,7 +11,7 @@ from pipeline.codec import SchemaSet
 from pipeline.intake import Intake, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CustomerState, Decision, Event
-from pipeline.journeys.rules import load_journeys
+from pipeline.journeysfile import load_journeys
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.processor import DictTable, JourneyProcessor
