@@ -14,12 +14,14 @@ classified once, here at the boundary, into three outcomes:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
+from pipeline.clock import Clock
 from pipeline.journeys.model import Channel, Priority
 
 
@@ -71,6 +73,33 @@ class ChannelSender(Protocol):
     async def send(self, message: Message) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+
+async def post_to_provider(
+    client: httpx.AsyncClient,
+    provider: str,
+    url: str,
+    message: Message,
+    clock: Clock,
+    *,
+    provider_id: Callable[[dict[str, Any]], object],
+    refused: Callable[[httpx.Response], Permanent | None] | None = None,
+    **request: Any,
+) -> Outcome:
+    """The one exchange every HTTP channel has with its provider: POST ``request``, and the
+    answer as an outcome. ``provider_id`` picks the provider's id for the message out of its JSON
+    answer (the touchpoint id stands in when it gives none); ``refused`` gives a status that
+    means something of its own to this provider (push: 404, the device is gone) its outcome
+    before the common classification."""
+    try:
+        response = await client.post(url, **request)
+    except httpx.HTTPError as error:
+        return classify_transport_error(error, provider)
+    if response.is_success:
+        found = provider_id(json_body(response))
+        return Delivered(str(found or message.touchpoint_id), clock.now())
+    special = refused(response) if refused is not None else None
+    return special if special is not None else classify_http(response, provider)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -10,15 +10,10 @@ from __future__ import annotations
 import httpx
 
 from pipeline.channels.base import (
-    Delivered,
     Message,
     Outcome,
     Permanent,
-    classify_http,
-    classify_transport_error,
-)
-from pipeline.channels.base import (
-    json_body as _json,
+    post_to_provider,
 )
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
@@ -48,17 +43,22 @@ class PushSender:
                 },
             }
         }
-        try:
-            response = await self._client.post(self._url, json=payload, headers=self._headers)
-        except httpx.HTTPError as error:
-            return classify_transport_error(error, self.provider)
-        if response.is_success:
-            return Delivered(
-                str(_json(response).get("name") or message.touchpoint_id), self._clock.now()
-            )
+        return await post_to_provider(
+            self._client,
+            self.provider,
+            self._url,
+            message,
+            self._clock,
+            provider_id=lambda answer: answer.get("name"),
+            refused=self._refused,
+            json=payload,
+            headers=self._headers,
+        )
+
+    def _refused(self, response: httpx.Response) -> Permanent | None:
         if response.status_code == 404:
             return Permanent(f"{self.provider}: the device token is no longer registered")
-        return classify_http(response, self.provider)
+        return None
 
     async def close(self) -> None:
         return None

@@ -7,19 +7,12 @@ retried request cannot become a second text.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import httpx
 
 from pipeline.channels.base import (
-    Delivered,
     Message,
     Outcome,
-    classify_http,
-    classify_transport_error,
-)
-from pipeline.channels.base import (
-    json_body as _json,
+    post_to_provider,
 )
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
@@ -45,21 +38,17 @@ class SmsSender:
         self._clock = clock
 
     async def send(self, message: Message) -> Outcome:
-        try:
-            response = await self._client.post(
-                self._url,
-                data={"To": message.address, "From": self._from, "Body": message.text},
-                auth=self._auth,
-                headers={"I-Twilio-Idempotency-Token": message.touchpoint_id},
-            )
-        except httpx.HTTPError as error:
-            return classify_transport_error(error, self.provider)
-        if response.is_success:
-            return Delivered(_json(response).get("sid") or message.touchpoint_id, self._now())
-        return classify_http(response, self.provider)
-
-    def _now(self) -> datetime:
-        return self._clock.now()
+        return await post_to_provider(
+            self._client,
+            self.provider,
+            self._url,
+            message,
+            self._clock,
+            provider_id=lambda answer: answer.get("sid"),
+            data={"To": message.address, "From": self._from, "Body": message.text},
+            auth=self._auth,
+            headers={"I-Twilio-Idempotency-Token": message.touchpoint_id},
+        )
 
     async def close(self) -> None:
         return None  # the shared client is closed by whoever made it

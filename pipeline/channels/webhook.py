@@ -17,14 +17,9 @@ from typing import Any
 import httpx
 
 from pipeline.channels.base import (
-    Delivered,
     Message,
     Outcome,
-    classify_http,
-    classify_transport_error,
-)
-from pipeline.channels.base import (
-    json_body as _json,
+    post_to_provider,
 )
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
@@ -60,14 +55,16 @@ class WebhookSender:
             "Aftercare-Signature": signature(self._secret, int(self._wall()), body),
             "Idempotency-Key": message.touchpoint_id,
         }
-        try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as error:
-            return classify_transport_error(error, self.provider)
-        if response.is_success:
-            provider_id = str(_json(response).get("id") or message.touchpoint_id)
-            return Delivered(provider_id, self._clock.now())
-        return classify_http(response, self.provider)
+        return await post_to_provider(
+            self._client,
+            self.provider,
+            self._url,
+            message,
+            self._clock,
+            provider_id=lambda answer: answer.get("id"),
+            content=body,
+            headers=headers,
+        )
 
     async def close(self) -> None:
         return None

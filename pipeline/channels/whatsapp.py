@@ -10,14 +10,9 @@ from __future__ import annotations
 import httpx
 
 from pipeline.channels.base import (
-    Delivered,
     Message,
     Outcome,
-    classify_http,
-    classify_transport_error,
-)
-from pipeline.channels.base import (
-    json_body as _json,
+    post_to_provider,
 )
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel
@@ -50,14 +45,16 @@ class WhatsAppSender:
             "text": {"preview_url": True, "body": message.text},
             "biz_opaque_callback_data": message.touchpoint_id,
         }
-        try:
-            response = await self._client.post(self._url, json=payload, headers=self._headers)
-        except httpx.HTTPError as error:
-            return classify_transport_error(error, self.provider)
-        if response.is_success:
-            messages = _json(response).get("messages") or [{}]
-            return Delivered(str(messages[0].get("id") or message.touchpoint_id), self._clock.now())
-        return classify_http(response, self.provider)
+        return await post_to_provider(
+            self._client,
+            self.provider,
+            self._url,
+            message,
+            self._clock,
+            provider_id=lambda answer: (answer.get("messages") or [{}])[0].get("id"),
+            json=payload,
+            headers=self._headers,
+        )
 
     async def close(self) -> None:
         return None
