@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
+from collections.abc import Callable
 
 from pipeline.config import Settings
 from pipeline.topics import admin_client
@@ -42,3 +45,16 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait until ``condition()`` holds, letting other tasks run; fail after ``timeout`` seconds.
+
+    For unit tests that wait on a task of their own: a deadline, not a count of loop turns that
+    happens to be enough on one machine.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what or condition}")
+        await asyncio.sleep(0.001)

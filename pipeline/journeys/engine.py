@@ -50,7 +50,6 @@ from pipeline.journeys.model import (
     Priority,
     PurchaseEvent,
     Recipient,
-    ScheduleTouchpoint,
     SendTouchpoint,
     ShipmentEvent,
     ShipmentState,
@@ -117,6 +116,7 @@ class JourneyEngine:
 
         applied, trigger = self._apply(state, event)
         commands: list[Command] = []
+        scheduled: list[Touchpoint] = []  # started now, due later: kept in state until then
         note = ""
         if applied is None:
             note = "stale"  # it changes nothing, but time may still have passed: fire below
@@ -124,11 +124,13 @@ class JourneyEngine:
             state = applied
         if trigger is not None:
             state = self._exit(state, trigger, commands)
-            state = self._start(state, trigger, now, commands)
-        state = self._watch_app_quiet(state, now, commands)
+            state = self._start(state, trigger, now, scheduled)
+        state = self._watch_app_quiet(state, now, scheduled)
         state = self._fire(state, now, commands)
         state = self._forget(state, now)
-        return Decision(state, tuple(commands), used=applied is not None, note=note)
+        return Decision(
+            state, tuple(commands), used=applied is not None, note=note, scheduled=tuple(scheduled)
+        )
 
     def next_wakeup(self, state: CustomerState) -> datetime | None:
         """When ``decide`` should next be called with a :class:`Wake` for this customer."""
@@ -343,7 +345,7 @@ class JourneyEngine:
     # -- 4. start ------------------------------------------------------------------------------
 
     def _start(
-        self, state: CustomerState, trigger: _Trigger, now: datetime, commands: list[Command]
+        self, state: CustomerState, trigger: _Trigger, now: datetime, scheduled: list[Touchpoint]
     ) -> CustomerState:
         order = state.order(trigger.order_id) if trigger.order_id else None
         for journey in self.book.triggered_by(trigger.kind):
@@ -359,7 +361,7 @@ class JourneyEngine:
             if _failed(journey.conditions, state, order, trigger.occurred_at, trigger.rating):
                 continue
             context = self._context(order, trigger)
-            state = self._schedule(state, journey, scope, trigger, context, now, commands)
+            state = self._schedule(state, journey, scope, trigger, context, now, scheduled)
             if order is not None and journey.scope in ("order", "shipment"):
                 order = evolve(order, started=(*order.started, scope))
                 state = _with_order(state, order)
@@ -388,7 +390,7 @@ class JourneyEngine:
         trigger: _Trigger,
         context: TouchpointContext,
         now: datetime,
-        commands: list[Command],
+        scheduled: list[Touchpoint],
     ) -> CustomerState:
         added: list[Pending] = []
         known = {p.touchpoint.touchpoint_id for p in state.pending}
@@ -413,7 +415,7 @@ class JourneyEngine:
             if touchpoint.touchpoint_id in known:
                 continue
             if due > now:
-                commands.append(ScheduleTouchpoint(touchpoint))
+                scheduled.append(touchpoint)
             added.append(Pending(touchpoint, not_before=due))
         return evolve(state, pending=(*state.pending, *added))
 
@@ -442,7 +444,7 @@ class JourneyEngine:
         return state.last_app_activity + self._quiet_for
 
     def _watch_app_quiet(
-        self, state: CustomerState, now: datetime, commands: list[Command]
+        self, state: CustomerState, now: datetime, scheduled: list[Touchpoint]
     ) -> CustomerState:
         """Start re-engagement once the app has been quiet long enough; once per quiet spell."""
         quiet_since = self._app_quiet_at(state)
@@ -454,7 +456,7 @@ class JourneyEngine:
             if _failed(journey.conditions, state, None, quiet_since, None) is None:
                 scope = _scope_key(journey, trigger)
                 state = self._schedule(
-                    state, journey, scope, trigger, TouchpointContext(), now, commands
+                    state, journey, scope, trigger, TouchpointContext(), now, scheduled
                 )
         return evolve(state, reengaged_for=last)
 

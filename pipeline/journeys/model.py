@@ -341,13 +341,6 @@ class Recipient:
 
 
 @dataclass(frozen=True)
-class ScheduleTouchpoint:
-    """A touchpoint will be due later; it is kept in state until it fires or is cancelled."""
-
-    touchpoint: Touchpoint
-
-
-@dataclass(frozen=True)
 class SendTouchpoint:
     """Dispatch now, on the first of ``channels`` that works (all allowed for this customer)."""
 
@@ -368,7 +361,7 @@ class CancelTouchpoint:
     detail: str = ""
 
 
-Command = ScheduleTouchpoint | SendTouchpoint | CancelTouchpoint
+Command = SendTouchpoint | CancelTouchpoint  # what the worker carries out: each is published
 
 
 @dataclass(frozen=True)
@@ -377,3 +370,6 @@ class Decision:
     commands: tuple[Command, ...] = ()
     used: bool = True  # False: a duplicate or stale event that changed nothing
     note: str = ""  # why it was not used: "duplicate", "stale", ...
+    # Touchpoints this decision started that are due later. Nothing to carry out: they wait in
+    # ``state.pending`` until they fire or are cancelled, each ending in exactly one command.
+    scheduled: tuple[Touchpoint, ...] = ()

@@ -79,19 +79,6 @@ class StateTable(Protocol):
     def write(self, key: bytes, value: bytes, source: SourceRecord) -> None: ...
 
 
-class DictTable:
-    """A :class:`StateTable` over a plain mapping (tests, benchmarks)."""
-
-    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
-        self.data = {} if data is None else data
-
-    def read(self, key: bytes, source: SourceRecord) -> bytes | None:
-        return self.data.get(key)
-
-    def write(self, key: bytes, value: bytes, source: SourceRecord) -> None:
-        self.data[key] = value
-
-
 class _Change:
     """A customer's newest state within one batch, as stored, and the record that brought it."""
 

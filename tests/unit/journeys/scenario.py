@@ -19,9 +19,9 @@ from pipeline.journeys.model import (
     PreferencesEvent,
     PurchaseEvent,
     QuietHours,
-    ScheduleTouchpoint,
     SendTouchpoint,
     ShipmentEvent,
+    Touchpoint,
     Wake,
 )
 from pipeline.journeys.rules import JourneyBook
@@ -110,6 +110,7 @@ class Scenario:
     now: datetime = T0
     state: CustomerState | None = None
     log: list[tuple[datetime, Command]] = field(default_factory=list)
+    scheduled_log: list[Touchpoint] = field(default_factory=list)  # what decisions scheduled
 
     def __post_init__(self) -> None:
         self.engine = JourneyEngine(self.book)
@@ -137,6 +138,7 @@ class Scenario:
         self.state = decision.state
         self.last = decision
         self.log += [(self.now, c) for c in decision.commands]
+        self.scheduled_log += decision.scheduled
         return list(decision.commands)
 
     # -- reading what happened ----------------------------------------------------------------
@@ -159,7 +161,7 @@ class Scenario:
         ]
 
     def scheduled(self) -> list[str]:
-        return [c.touchpoint.journey for _, c in self.log if isinstance(c, ScheduleTouchpoint)]
+        return [touchpoint.journey for touchpoint in self.scheduled_log]
 
 
 def book_with(**changes: Any) -> JourneyBook:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -14,11 +15,12 @@ from pipeline.journeys.model import (
     CancelTouchpoint,
     Command,
     CustomerState,
+    Decision,
     Event,
     Priority,
     PurchaseEvent,
-    ScheduleTouchpoint,
     SendTouchpoint,
+    Touchpoint,
     Wake,
 )
 from pipeline.journeysfile import load_journeys
@@ -83,13 +85,24 @@ def deliveries(draw: st.DrawFn) -> list[tuple[Event, timedelta]]:
     return arrivals
 
 
+@dataclass(frozen=True)
+class Scheduled:
+    """A touchpoint a decision scheduled for later, in the run's list beside the commands."""
+
+    touchpoint: Touchpoint
+
+
+def _moves(decision: Decision) -> list[Command | Scheduled]:
+    return [*map(Scheduled, decision.scheduled), *decision.commands]
+
+
 def _run(
     arrivals: list[tuple[Event, timedelta]],
 ) -> tuple[list[tuple[Command, CustomerState]], CustomerState]:
     engine = JourneyEngine(BOOK)
     state: CustomerState | None = None
     now = T0
-    out: list[tuple[Command, CustomerState]] = []
+    out: list[tuple[Command | Scheduled, CustomerState]] = []
     for event, lag in arrivals:
         # Wake for everything due before this arrival, as the scheduler would.
         while state is not None and (wake := engine.next_wakeup(state)) is not None:
@@ -98,18 +111,18 @@ def _run(
             now = max(now, wake)
             decision = engine.decide(state, Wake(CUSTOMER, now), now)
             state = decision.state
-            out += [(c, state) for c in decision.commands]
+            out += [(c, state) for c in _moves(decision)]
         now = max(now, event.occurred_at + lag)
         decision = engine.decide(state, event, now)
         state = decision.state
-        out += [(c, state) for c in decision.commands]
+        out += [(c, state) for c in _moves(decision)]
     assert state is not None
     end = now + timedelta(days=90)
     while (wake := engine.next_wakeup(state)) is not None and wake <= end:
         now = max(now, wake)
         decision = engine.decide(state, Wake(CUSTOMER, now), now)
         state = decision.state
-        out += [(c, state) for c in decision.commands]
+        out += [(c, state) for c in _moves(decision)]
     return out, state
 
 
@@ -124,7 +137,7 @@ def test_one_id_one_touchpoint_and_exactly_one_ending(
     scheduled = set()
     for command, _ in commands:
         contents[command.touchpoint.touchpoint_id].add(command.touchpoint)
-        if isinstance(command, ScheduleTouchpoint):
+        if isinstance(command, Scheduled):
             scheduled.add(command.touchpoint.touchpoint_id)
         else:
             endings[command.touchpoint.touchpoint_id] += 1

@@ -14,10 +14,11 @@ from pipeline.journeys.model import CustomerState, Decision, Event
 from pipeline.journeysfile import load_journeys
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
-from pipeline.worker.processor import DictTable, JourneyProcessor
+from pipeline.worker.processor import JourneyProcessor
 from pipeline.worker.statecache import StateCache
 from tests.samples import T0, purchase
-from tests.support import settings_for
+from tests.support import settings_for, until
+from tests.unit.worker.doubles import DictTable
 
 SETTINGS = settings_for("unit.")
 DISPATCH = SETTINGS.topic(TopicRole.DISPATCH)
@@ -113,9 +114,7 @@ async def test_no_state_is_written_before_the_broker_has_the_commands(schemas: S
     table = DictTable()
     processor = _processor(broker, schemas)
     work = asyncio.create_task(processor.process_batch([_order(schemas, 1, "c1")], table))
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert broker.failures == 0  # the first attempt was refused ...
+    await until(lambda: broker.failures == 0, what="the first attempt refused")
     assert table.data == {}  # ... and nothing was written while it retries
     await asyncio.wait_for(work, timeout=30)
     assert [topic for topic, _ in broker.records].count(DISPATCH) >= 1

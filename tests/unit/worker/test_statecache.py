@@ -6,9 +6,9 @@ from typing import Any
 
 from pipeline.codec import SchemaSet
 from pipeline.journeys.model import CustomerState
-from pipeline.worker.processor import DictTable
 from pipeline.worker.statecache import StateCache
 from pipeline.worker.statecodec import encode_state
+from tests.unit.worker.doubles import DictTable
 from tests.unit.worker.test_processor import Broker, _order, _processor
 
 
