@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.templates import Renderer
-from tests.unit.test_templates import command
+from tests.unit.templates.test_render import command
 
 RENDERER = Renderer()
 BEANS = {"sku": "BN-HOUSE-1K", "name": "House blend beans 1 kg", "category": "coffee",

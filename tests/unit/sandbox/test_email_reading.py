@@ -22,7 +22,7 @@ from pipeline.sandbox.smtp import (
     read_message,
     read_message_modern,
 )
-from tests.unit.test_email_compose import CASES, _message
+from tests.unit.channels.test_email_compose import CASES, _message
 
 NOW = datetime(2026, 3, 12, 9, 30, 5, tzinfo=UTC)
 
