@@ -17,12 +17,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline.clock import Clock
 from pipeline.codec import DeadLetterError, DecodeError, SchemaSet
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.privacy import mask_addresses_in
+from pipeline.records import Publisher
 from pipeline.validation import key_mismatch, problems
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,6 @@ def _admit(
             source, DeadLetterError.KEY_MISMATCH, mismatch, now, fingerprint, consumer
         )
     return Admitted(role, expected, record, source)
-
-
-class Publisher(Protocol):
-    """What the intake needs of a Kafka producer (aiokafka's AIOKafkaProducer has it)."""
-
-    async def send_and_wait(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
-    ) -> Any: ...
 
 
 @dataclass

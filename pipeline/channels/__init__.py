@@ -11,7 +11,14 @@ import sys
 
 import httpx
 
-from pipeline.channels.base import ChannelSender, Delivered, Message, Outcome, Permanent, Retryable
+from pipeline.channels.base import (
+    ChannelSender,
+    Delivered,
+    Message,
+    Permanent,
+    Retryable,
+    SendResult,
+)
 from pipeline.channels.email import EmailSender, SmtpSettings
 from pipeline.channels.inapp import InAppSender
 from pipeline.channels.push import PushSender
@@ -21,17 +28,17 @@ from pipeline.channels.whatsapp import WhatsAppSender
 from pipeline.clock import Clock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
-from pipeline.intake import Publisher
 from pipeline.journeys.model import Channel
 from pipeline.names import TopicRole
+from pipeline.records import Publisher
 
 __all__ = [
     "ChannelSender",
     "Delivered",
     "Message",
-    "Outcome",
     "Permanent",
     "Retryable",
+    "SendResult",
     "build_senders",
     "http_client",
 ]

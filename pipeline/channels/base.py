@@ -1,8 +1,8 @@
-"""What every channel has in common: the message it is given, the outcome it returns.
+"""What every channel has in common: the message it is given, the result of sending it.
 
 Every channel (email, SMS, WhatsApp, push, in-app, webhook) is a :class:`ChannelSender`: one
 method, ``send``, that never raises for anything a provider or the network does. Errors are
-classified once, here at the boundary, into three outcomes:
+classified once, here at the boundary, into one of three results (a :data:`SendResult`):
 
 - :class:`Delivered`: the provider accepted the message, with its id for it;
 - :class:`Retryable`: try again later (after ``retry_after`` seconds if the provider said so):
@@ -23,6 +23,7 @@ import httpx
 
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel, Priority
+from pipeline.records import Dispatch
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Message:
     text: str
     html: str | None
     locale: str
-    command: dict[str, Any]  # the whole TouchpointCommand, for structured channels
+    dispatch: Dispatch  # the whole command, for structured channels (webhook, in-app)
     unsubscribe_url: str | None = None  # email: its one-click link (the body offers the same)
 
 
@@ -63,14 +64,14 @@ class Permanent:
     reason: str
 
 
-Outcome = Delivered | Retryable | Permanent
+SendResult = Delivered | Retryable | Permanent  # what one send came to
 
 
 class ChannelSender(Protocol):
     channel: Channel
     provider: str  # names the circuit breaker and the rate limit this sender shares
 
-    async def send(self, message: Message) -> Outcome: ...
+    async def send(self, message: Message) -> SendResult: ...
 
     async def close(self) -> None: ...
 
@@ -85,7 +86,7 @@ async def post_to_provider(
     provider_id: Callable[[dict[str, Any]], object],
     refused: Callable[[httpx.Response], Permanent | None] | None = None,
     **request: Any,
-) -> Outcome:
+) -> SendResult:
     """The one exchange every HTTP channel has with its provider: POST ``request``, and the
     answer as an outcome. ``provider_id`` picks the provider's id for the message out of its JSON
     answer (the touchpoint id stands in when it gives none); ``refused`` gives a status that

@@ -41,7 +41,14 @@ from email.utils import format_datetime, formataddr, parseaddr
 import aiosmtplib
 from aiosmtplib.email import extract_sender
 
-from pipeline.channels.base import Delivered, Message, Outcome, Permanent, Retryable, has_line_break
+from pipeline.channels.base import (
+    Delivered,
+    Message,
+    Permanent,
+    Retryable,
+    SendResult,
+    has_line_break,
+)
 from pipeline.clock import Clock
 from pipeline.journeys.model import Channel, Priority
 
@@ -80,7 +87,7 @@ class EmailSender:
             sender = None
         self._envelope_sender = sender if sender is not None and sender.isascii() else None
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         if has_line_break(message.subject, message.address):
             return Permanent("refused: a line break in the subject or address (header injection)")
         now = self._clock.now()

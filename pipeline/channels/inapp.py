@@ -6,12 +6,12 @@ Kafka is the provider here: the message is delivered when the broker acknowledge
 
 from __future__ import annotations
 
-from pipeline.channels.base import Delivered, Message, Outcome, Retryable
+from pipeline.channels.base import Delivered, Message, Retryable, SendResult
 from pipeline.clock import Clock
 from pipeline.codec import SchemaSet
-from pipeline.intake import Publisher
 from pipeline.journeys.model import Channel
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.records import Publisher
 
 INBOX = RECORD_OF_TOPIC[TopicRole.INBOX]
 
@@ -26,7 +26,7 @@ class InAppSender:
         self._schemas = schemas
         self._clock = clock
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         now = self._clock.now()
         record = {
             "event_id": message.touchpoint_id,
@@ -39,7 +39,7 @@ class InAppSender:
             "title": message.subject or "",
             "body": message.text,
             "locale": message.locale,
-            "expires_at": message.command.get("expires_at"),
+            "expires_at": message.dispatch.expires_at,
         }
         try:
             metadata = await self._publisher.send_and_wait(

@@ -11,8 +11,8 @@ import httpx
 
 from pipeline.channels.base import (
     Message,
-    Outcome,
     Permanent,
+    SendResult,
     post_to_provider,
 )
 from pipeline.clock import Clock
@@ -31,7 +31,7 @@ class PushSender:
         self._headers = {"Authorization": f"Bearer {token}"}
         self._clock = clock
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         payload = {
             "message": {
                 "token": message.address,

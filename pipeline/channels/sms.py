@@ -11,7 +11,7 @@ import httpx
 
 from pipeline.channels.base import (
     Message,
-    Outcome,
+    SendResult,
     post_to_provider,
 )
 from pipeline.clock import Clock
@@ -37,7 +37,7 @@ class SmsSender:
         self._from = sender
         self._clock = clock
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         return await post_to_provider(
             self._client,
             self.provider,

@@ -18,7 +18,7 @@ import httpx
 
 from pipeline.channels.base import (
     Message,
-    Outcome,
+    SendResult,
     post_to_provider,
 )
 from pipeline.clock import Clock
@@ -48,7 +48,7 @@ class WebhookSender:
         self._clock = clock
         self._wall = wall  # signatures are checked against the receiver's real clock
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         body = json.dumps(_payload(message), separators=(",", ":"), default=str).encode()
         headers = {
             "Content-Type": "application/json",
@@ -71,7 +71,7 @@ class WebhookSender:
 
 
 def _payload(message: Message) -> dict[str, Any]:
-    command = message.command
+    dispatch = message.dispatch
     return {
         "type": f"{message.journey}.{message.step}",
         "touchpoint_id": message.touchpoint_id,
@@ -80,6 +80,6 @@ def _payload(message: Message) -> dict[str, Any]:
         "priority": message.priority.value,
         "locale": message.locale,
         "summary": message.text,
-        "context": command.get("context", {}),
-        "trigger_occurred_at": command.get("trigger_occurred_at"),
+        "context": dispatch.context,
+        "trigger_occurred_at": dispatch.trigger_occurred_at,
     }

@@ -11,7 +11,7 @@ import httpx
 
 from pipeline.channels.base import (
     Message,
-    Outcome,
+    SendResult,
     post_to_provider,
 )
 from pipeline.clock import Clock
@@ -36,7 +36,7 @@ class WhatsAppSender:
         self._headers = {"Authorization": f"Bearer {token}"}
         self._clock = clock
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         payload = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from pipeline.channels.base import (
@@ -31,9 +32,10 @@ from pipeline.channels.base import (
 )
 from pipeline.clock import Clock
 from pipeline.journeys import policies
-from pipeline.journeys.model import Channel, Priority
+from pipeline.journeys.model import Channel
 from pipeline.metrics import BREAKER_VALUES, SenderMetrics
 from pipeline.privacy import mask_address
+from pipeline.records import Dispatch, Status
 from pipeline.senders.resilience import CircuitBreaker, RetryPolicy, TokenBucket, backoff
 
 log = logging.getLogger(__name__)
@@ -59,17 +61,39 @@ class Renderer(Protocol):
     ) -> Rendered: ...
 
 
+class Reason(StrEnum):
+    """Why a touchpoint did not end DELIVERED in the senders: a DeliveryOutcome's ``reason``."""
+
+    EXPIRED = "expired"  # past its validity, before or while it was being sent
+    TEMPLATE_ERROR = "template_error"  # it could not be rendered for the channel
+    PROVIDER_REJECTED = "provider_rejected"  # a permanent answer: a bad address, a dead token
+    PROVIDER_UNAVAILABLE = "provider_unavailable"  # retries, backoff and the breaker ran out
+    NO_CHANNEL = "no_channel"  # no sender configured for the channel, or no address on it
+    INTERNAL_ERROR = "internal_error"  # a bug in the senders, recorded rather than stuck
+
+
 @dataclass(frozen=True)
 class Result:
     """How a touchpoint ended in the senders: the fields of its DeliveryOutcome."""
 
-    status: str  # DELIVERED, FAILED, EXPIRED
-    reason: str | None = None
+    status: Status  # DELIVERED, FAILED or EXPIRED
+    reason: Reason | None = None
     detail: str | None = None
     channel: Channel | None = None
     attempts: int = 0
     provider_id: str | None = None
     accepted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """Why one channel gave up on a touchpoint: the outcome's reason, and its detail."""
+
+    code: Reason
+    why: str
+
+
+_EXPIRED = GaveUp(Reason.EXPIRED, "expired")
 
 
 @dataclass
@@ -104,51 +128,52 @@ class Deliverer:
             )
         return self.guards[provider]
 
-    async def deliver(self, command: Mapping[str, Any]) -> Result:
-        if self.clock.now() > command["expires_at"]:
-            return Result("EXPIRED", "expired", f"valid until {command['expires_at'].isoformat()}")
+    async def deliver(self, dispatch: Dispatch) -> Result:
+        if self.clock.now() > dispatch.expires_at:
+            detail = f"valid until {dispatch.expires_at.isoformat()}"
+            return Result(Status.EXPIRED, Reason.EXPIRED, detail)
         attempts = 0
-        reason = "no channel to try"
+        code, reason = Reason.NO_CHANNEL, "no channel to try"
         last: Channel | None = None
-        names = list(command["channels"])
-        for position, name in enumerate(names):
-            channel = Channel(name)
+        for position, channel in enumerate(dispatch.channels):
             last = channel
             sender = self.senders.get(channel)
-            address = _address(command, channel)
+            address = _address(dispatch, channel)
             if sender is None or not address:
+                code = Reason.NO_CHANNEL
                 reason = f"{channel.value}: no {'sender' if sender is None else 'address'}"
                 continue
             try:
-                rendered = self.renderer.render(command, channel.value)
+                rendered = self.renderer.render(dispatch.record, channel.value)
             except Exception as error:  # TemplateError, and anything a template does wrong
-                reason = f"{channel.value}: template: {error}"
-                log.warning("touchpoint %s: %s", command["touchpoint_id"], reason)
+                code, reason = Reason.TEMPLATE_ERROR, f"{channel.value}: template: {error}"
+                log.warning("touchpoint %s: %s", dispatch.touchpoint_id, reason)
                 continue
-            message = _message(command, channel, address, rendered)
-            last_channel = position == len(names) - 1
-            deadline = self._budget(command["expires_at"], last=last_channel)
-            result, used = await self._try_channel(sender, message, command, deadline)
+            message = _message(dispatch, channel, address, rendered)
+            last_channel = position == len(dispatch.channels) - 1
+            deadline = self._budget(dispatch.expires_at, last=last_channel)
+            result, used = await self._try_channel(sender, message, dispatch, deadline)
             attempts += used
             if isinstance(result, Delivered):
                 return Result(
-                    "DELIVERED",
+                    Status.DELIVERED,
                     channel=channel,
                     attempts=attempts,
                     provider_id=result.provider_id,
                     accepted_at=result.accepted_at,
                 )
-            if result == "expired":
-                return Result("EXPIRED", "expired", "expired while retrying", channel, attempts)
-            reason = f"{channel.value}: {result}"
+            if result.code is Reason.EXPIRED:
+                detail = "expired while retrying"
+                return Result(Status.EXPIRED, Reason.EXPIRED, detail, channel, attempts)
+            code, reason = result.code, f"{channel.value}: {result.why}"
             log.info(
                 "touchpoint %s to %s on %s failed, falling back: %s",
-                command["touchpoint_id"],
+                dispatch.touchpoint_id,
                 mask_address(address),
                 channel.value,
-                result,
+                result.why,
             )
-        return Result("FAILED", _reason_code(reason), reason, last, attempts)
+        return Result(Status.FAILED, code, reason, last, attempts)
 
     def _budget(self, expires_at: datetime, *, last: bool) -> datetime:
         """Until when one channel may be retried, on the pipeline's clock (the clock validity is
@@ -173,10 +198,11 @@ class Deliverer:
         self,
         sender: ChannelSender,
         message: Message,
-        command: Mapping[str, Any],
+        dispatch: Dispatch,
         deadline: datetime,
-    ) -> tuple[Delivered | str, int]:
-        """Delivered, or why this channel gave up ("expired" when the touchpoint did)."""
+    ) -> tuple[Delivered | GaveUp, int]:
+        """Delivered, or why this channel gave up (:attr:`Reason.EXPIRED` when the touchpoint
+        did: the last channel would only have sent it late)."""
         guard = self.guard(sender.provider)
         attempts = 0
         while True:
@@ -186,14 +212,15 @@ class Deliverer:
                 wait = guard.breaker.wait(self.monotonic())
             if wait > 0:
                 if self._past(deadline, wait):
-                    if deadline >= command["expires_at"]:
-                        return "expired", attempts  # the last channel: it would be sent late
-                    return f"gave up: {sender.provider} unavailable (circuit open)", attempts
+                    if deadline >= dispatch.expires_at:
+                        return _EXPIRED, attempts  # the last channel: it would be sent late
+                    why = f"gave up: {sender.provider} unavailable (circuit open)"
+                    return GaveUp(Reason.PROVIDER_UNAVAILABLE, why), attempts
                 await self.sleep(wait)
                 continue
-            if self.clock.now() > command["expires_at"]:
+            if self.clock.now() > dispatch.expires_at:
                 guard.breaker.release()
-                return "expired", attempts
+                return _EXPIRED, attempts
             attempts += 1
             self.metrics.attempts.labels(message.channel.value).inc()
             if attempts > 1:
@@ -214,7 +241,8 @@ class Deliverer:
                     return outcome, attempts
                 if isinstance(outcome, Permanent):
                     guard.breaker.succeeded()  # the provider answered; the message is bad
-                    return f"permanent: {outcome.reason}", attempts
+                    why = f"permanent: {outcome.reason}"
+                    return GaveUp(Reason.PROVIDER_REJECTED, why), attempts
             finally:
                 self.metrics.breaker.labels(sender.provider).set(
                     BREAKER_VALUES[guard.breaker.state.value]
@@ -228,53 +256,45 @@ class Deliverer:
                 self.metrics.breaker.labels(sender.provider).set(
                     BREAKER_VALUES[guard.breaker.state.value]
                 )
+            gave_up = GaveUp(
+                Reason.PROVIDER_UNAVAILABLE,
+                f"gave up after {attempts} attempts: {outcome.reason}",
+            )
             if attempts >= self.policy.max_attempts:
-                return f"gave up after {attempts} attempts: {outcome.reason}", attempts
+                return gave_up, attempts
             pause = backoff(self.policy, attempts, outcome.retry_after, self.rng)
             if self._past(deadline, pause):
-                if deadline >= command["expires_at"]:
-                    return "expired", attempts  # the last channel: it would be sent late
-                return f"gave up after {attempts} attempts: {outcome.reason}", attempts
+                if deadline >= dispatch.expires_at:
+                    return _EXPIRED, attempts  # the last channel: it would be sent late
+                return gave_up, attempts
             await self.sleep(pause)
 
 
-def _address(command: Mapping[str, Any], channel: Channel) -> str | None:
-    recipient: Mapping[str, str | None] = command["recipient"]
+def _address(dispatch: Dispatch, channel: Channel) -> str | None:
+    recipient = dispatch.recipient
     return policies.address(
         channel,
-        email=recipient.get("email"),
-        phone=recipient.get("phone"),
-        push_token=recipient.get("push_token"),
-        customer_id=str(command["customer_id"]),
+        email=recipient.email,
+        phone=recipient.phone,
+        push_token=recipient.push_token,
+        customer_id=dispatch.customer_id,
     )
 
 
-def _message(
-    command: Mapping[str, Any], channel: Channel, address: str, rendered: Rendered
-) -> Message:
+def _message(dispatch: Dispatch, channel: Channel, address: str, rendered: Rendered) -> Message:
     return Message(
-        touchpoint_id=command["touchpoint_id"],
-        customer_id=command["customer_id"],
-        journey=command["journey"],
-        step=command["step"],
-        order_id=command.get("order_id"),
-        priority=Priority(command["priority"]),
+        touchpoint_id=dispatch.touchpoint_id,
+        customer_id=dispatch.customer_id,
+        journey=dispatch.journey,
+        step=dispatch.step,
+        order_id=dispatch.order_id,
+        priority=dispatch.priority,
         channel=channel,
         address=address,
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        locale=command["recipient"]["locale"],
-        command=dict(command),
+        locale=dispatch.recipient.locale,
+        dispatch=dispatch,
         unsubscribe_url=rendered.unsubscribe_url,
     )
-
-
-def _reason_code(reason: str) -> str:
-    if "template:" in reason:
-        return "template_error"
-    if "permanent:" in reason:
-        return "provider_rejected"
-    if "no address" in reason or "no sender" in reason:
-        return "no_channel"
-    return "provider_unavailable"

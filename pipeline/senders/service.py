@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,11 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import OffsetAndMetadata
 
 from pipeline.clock import Clock
-from pipeline.codec import DecodeError, SchemaSet
+from pipeline.codec import DeadLetterError, DecodeError, SchemaSet
 from pipeline.config import Settings
-from pipeline.intake import Admitted, Intake, SourceRecord
+from pipeline.intake import Admitted, DeadLetter, Intake, SourceRecord
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
-from pipeline.senders.delivery import Deliverer, Result
+from pipeline.records import Dispatch, Status, delivery_outcome
+from pipeline.senders.delivery import Deliverer, Reason, Result
 
 log = logging.getLogger(__name__)
 
@@ -198,12 +199,26 @@ class SenderService:
         )
         taken = await self.intake.take(source)
         if isinstance(taken, Admitted):
-            await self._deliver_once(tp.partition, taken.record)
+            try:
+                dispatch = Dispatch.of(taken.record)
+            except (KeyError, TypeError, ValueError) as error:  # valid Avro, yet not one: say so
+                reason = f"not a dispatch the senders can act on: {type(error).__name__}: {error}"
+                await self.intake.dead_letter(
+                    DeadLetter(
+                        source,
+                        DeadLetterError.UNPROCESSABLE,
+                        reason,
+                        self.clock.now(),
+                        consumer="senders",
+                    )
+                )
+            else:
+                await self._deliver_once(tp.partition, dispatch)
         self.tracker.finished(tp, message.offset)
 
-    async def _deliver_once(self, partition: int, command: Mapping[str, Any]) -> None:
+    async def _deliver_once(self, partition: int, dispatch: Dispatch) -> None:
         await self.ledger_loaded[partition].wait()
-        touchpoint = command["touchpoint_id"]
+        touchpoint = dispatch.touchpoint_id
         earlier = self.in_flight.get(touchpoint)
         if earlier is not None:  # the same touchpoint dispatched twice: let the first finish
             await asyncio.wait([earlier])
@@ -215,16 +230,17 @@ class SenderService:
         self.in_flight[touchpoint] = task
         try:
             try:
-                result = await self.deliverer.deliver(command)
+                result = await self.deliverer.deliver(dispatch)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a bug must end in an outcome, not a stuck partition
                 log.exception("delivering %s failed unexpectedly", touchpoint)
-                result = Result("FAILED", "internal_error", f"{type(error).__name__}: {error}")
+                detail = f"{type(error).__name__}: {error}"
+                result = Result(Status.FAILED, Reason.INTERNAL_ERROR, detail)
             pause = 0.5
             while True:  # the outcome must reach deliveries; the broker may be away for a while
                 try:
-                    await self._record(partition, command, result)
+                    await self._record(partition, dispatch, result)
                     return
                 except Exception:
                     log.exception("could not record the outcome of %s; retrying", touchpoint)
@@ -233,45 +249,45 @@ class SenderService:
         finally:
             self.in_flight.pop(touchpoint, None)
 
-    async def _record(self, partition: int, command: Mapping[str, Any], result: Result) -> None:
-        outcome = {
-            "event_id": command["touchpoint_id"],
-            "customer_id": command["customer_id"],
-            "occurred_at": self.clock.now(),
-            "touchpoint_id": command["touchpoint_id"],
-            "journey": command["journey"],
-            "step": command["step"],
-            "order_id": command.get("order_id"),
-            "priority": command["priority"],
-            "status": result.status,
-            "reason": result.reason,
-            "detail": result.detail,
-            "channel": result.channel.value if result.channel else None,
-            "attempts": result.attempts,
-            "provider_message_id": result.provider_id,
-            "trigger_occurred_at": command["trigger_occurred_at"],
-            "dispatched_at": command["occurred_at"],
-            "accepted_at": result.accepted_at,
-            "due_at": command["due_at"],
-        }
+    async def _record(self, partition: int, dispatch: Dispatch, result: Result) -> None:
+        outcome = delivery_outcome(
+            touchpoint_id=dispatch.touchpoint_id,
+            customer_id=dispatch.customer_id,
+            journey=dispatch.journey,
+            step=dispatch.step,
+            order_id=dispatch.order_id,
+            priority=dispatch.priority,
+            status=result.status,
+            reason=result.reason,
+            detail=result.detail,
+            channel=result.channel,
+            attempts=result.attempts,
+            provider_message_id=result.provider_id,
+            trigger_occurred_at=dispatch.trigger_occurred_at,
+            dispatched_at=dispatch.dispatched_at,
+            accepted_at=result.accepted_at,
+            due_at=dispatch.due_at,
+            now=self.clock.now(),
+        )
         await self.producer.send_and_wait(
             self.deliveries_topic,
-            # Built field by field from the schema just above: not checked for unknown fields.
+            # Built field by field from the schema (records.delivery_outcome): not checked for
+            # unknown fields.
             value=self.schemas.encode(DELIVERY, outcome, strict=False),
-            key=command["customer_id"].encode("utf-8"),
+            key=dispatch.customer_id.encode("utf-8"),
             partition=partition,
         )
-        self.ended[partition].add(command["touchpoint_id"])
+        self.ended[partition].add(dispatch.touchpoint_id)
         metrics = self.deliverer.metrics
         channel = result.channel.value if result.channel else "none"
-        metrics.deliveries.labels(channel, result.status, result.reason or "").inc()
-        if result.status == "DELIVERED" and result.accepted_at is not None:
-            due = max(command["trigger_occurred_at"], command["due_at"])
+        metrics.deliveries.labels(channel, result.status.value, result.reason or "").inc()
+        if result.status is Status.DELIVERED and result.accepted_at is not None:
+            due = max(dispatch.trigger_occurred_at, dispatch.due_at)
             waited = (result.accepted_at - due).total_seconds() / self.clock.factor
-            metrics.end_to_end.labels(channel, command["priority"]).observe(max(waited, 0.0))
-        if result.status == "DELIVERED":
+            metrics.end_to_end.labels(channel, dispatch.priority.value).observe(max(waited, 0.0))
+        if result.status is Status.DELIVERED:
             self.counters.delivered += 1
-        elif result.status == "EXPIRED":
+        elif result.status is Status.EXPIRED:
             self.counters.expired += 1
         else:
             self.counters.failed += 1

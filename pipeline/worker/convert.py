@@ -27,6 +27,7 @@ from pipeline.journeys.model import (
     Touchpoint,
 )
 from pipeline.names import TopicRole
+from pipeline.records import Status, delivery_outcome
 
 
 def to_event(taken: Admitted | Tombstone, now: datetime) -> Event:
@@ -122,22 +123,25 @@ def dispatch_record(command: SendTouchpoint, now: datetime) -> dict[str, Any]:
 def outcome_record(command: CancelTouchpoint, now: datetime) -> dict[str, Any]:
     """The DeliveryOutcome record for a touchpoint that ended in the worker, not sent."""
     touchpoint = command.touchpoint
-    return {
-        "event_id": touchpoint.touchpoint_id,
-        "customer_id": touchpoint.customer_id,
-        "occurred_at": now,
-        **_identity(touchpoint),
-        "status": command.outcome.value,
-        "reason": command.reason,
-        "detail": command.detail or None,
-        "channel": None,
-        "attempts": 0,
-        "provider_message_id": None,
-        "trigger_occurred_at": touchpoint.trigger_occurred_at,
-        "dispatched_at": None,
-        "accepted_at": None,
-        "due_at": touchpoint.due_at,
-    }
+    return delivery_outcome(
+        touchpoint_id=touchpoint.touchpoint_id,
+        customer_id=touchpoint.customer_id,
+        journey=touchpoint.journey,
+        step=touchpoint.step,
+        order_id=touchpoint.order_id,
+        priority=touchpoint.priority,
+        status=Status(command.outcome.value),
+        reason=command.reason,
+        detail=command.detail or None,
+        channel=None,
+        attempts=0,
+        provider_message_id=None,
+        trigger_occurred_at=touchpoint.trigger_occurred_at,
+        dispatched_at=None,
+        accepted_at=None,
+        due_at=touchpoint.due_at,
+        now=now,
+    )
 
 
 def _identity(touchpoint: Touchpoint) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from pipeline.journeys.model import (
 )
 from pipeline.metrics import WorkerMetrics
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.records import Publisher
 from pipeline.worker import scheduler
 from pipeline.worker.convert import dispatch_record, outcome_record, to_event
 from pipeline.worker.statecache import StateCache
@@ -55,16 +56,6 @@ log = logging.getLogger(__name__)
 
 DISPATCH = RECORD_OF_TOPIC[TopicRole.DISPATCH]
 DELIVERY = RECORD_OF_TOPIC[TopicRole.DELIVERIES]
-
-
-class CommandPublisher(Protocol):
-    """What the processor needs of a producer (aiokafka's AIOKafkaProducer has it)."""
-
-    async def send(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None, **kwargs: Any
-    ) -> Awaitable[Any]:
-        """Queue a record; the awaitable it returns completes when the broker has it."""
-        ...
 
 
 class StateTable(Protocol):
@@ -138,7 +129,7 @@ class JourneyProcessor:
         engine: JourneyEngine,
         clock: Clock,
         intake: Intake,
-        publisher: CommandPublisher,
+        publisher: Publisher,
         index: scheduler.DueIndex,
         metrics: WorkerMetrics | None = None,
         cache: StateCache | None = None,

@@ -29,6 +29,7 @@ from pipeline.channels.webhook import WebhookSender
 from pipeline.channels.whatsapp import WhatsAppSender
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel, Priority
+from pipeline.records import Dispatch
 from pipeline.sandbox.server import Sandbox
 from tests.samples import T0, touchpoint_command
 
@@ -136,7 +137,7 @@ def _message(harness: Harness, **overrides: Any) -> Message:
         "text": "Our five-minute setup guide: https://shop.example/setup",
         "html": "<p>Our five-minute <a href='https://shop.example/setup'>setup guide</a></p>",
         "locale": "en",
-        "command": command,
+        "dispatch": Dispatch.of(command),
         "unsubscribe_url": "https://preferences.shop.example/unsubscribe?token=signed",
     }
     fields.update(overrides)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pipeline.channels.base import Delivered, Message, Outcome, Permanent, Retryable
+from pipeline.channels.base import Delivered, Message, Permanent, Retryable, SendResult
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel
+from pipeline.records import Dispatch
 from pipeline.senders.delivery import Deliverer
 from pipeline.senders.resilience import RetryPolicy
 from tests.samples import T0, touchpoint_command
@@ -41,13 +42,13 @@ class Renderer:
 class Scripted:
     """A channel that answers with the outcomes it is given, in order, then the last forever."""
 
-    def __init__(self, channel: Channel, *answers: Outcome, provider: str | None = None) -> None:
+    def __init__(self, channel: Channel, *answers: SendResult, provider: str | None = None) -> None:
         self.channel = channel
         self.provider = provider or channel.value
         self.answers = list(answers)
         self.calls: list[Message] = []
 
-    async def send(self, message: Message) -> Outcome:
+    async def send(self, message: Message) -> SendResult:
         self.calls.append(message)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
@@ -92,7 +93,7 @@ def _deliverer(
     return deliverer, fake
 
 
-def _command(*channels: str, **overrides: Any) -> dict[str, Any]:
+def _command(*channels: str, **overrides: Any) -> Dispatch:
     recipient = {
         "email": "ada@example.org",
         "phone": "+4915112345678",
@@ -100,7 +101,9 @@ def _command(*channels: str, **overrides: Any) -> dict[str, Any]:
         "locale": "en",
         "timezone": "UTC",
     }
-    return touchpoint_command(channels=list(channels), recipient=recipient, **overrides)
+    return Dispatch.of(
+        touchpoint_command(channels=list(channels), recipient=recipient, **overrides)
+    )
 
 
 async def test_the_first_channel_that_works_delivers() -> None:
@@ -261,3 +264,43 @@ async def test_a_channel_never_spends_more_than_half_the_validity_left_while_oth
     assert (result.status, result.channel) == ("DELIVERED", Channel.SMS)
     assert sum(time.waits) <= 5 * 60  # email gave up within half of the ten minutes
     assert len(email.calls) > 1  # it was retried, not dropped at once
+
+
+async def test_a_failure_is_named_by_the_last_channel_tried() -> None:
+    sms = Scripted(Channel.SMS, Permanent("Invalid 'To' Phone Number"))
+    push = Scripted(Channel.PUSH, Retryable("503 UNAVAILABLE"))
+    deliverer, _ = _deliverer(sms, push, max_attempts=2)
+    result = await deliverer.deliver(_command("SMS", "PUSH"))
+    assert (result.status, result.reason, result.channel, result.attempts) == (
+        "FAILED",
+        "provider_unavailable",
+        Channel.PUSH,
+        3,
+    )
+    assert (result.detail or "").startswith("PUSH: gave up after 2 attempts: 503")
+
+
+async def test_a_channel_without_a_sender_or_an_address_fails_as_no_channel() -> None:
+    email = Scripted(Channel.EMAIL, OK)
+    deliverer, _ = _deliverer(email)
+    no_sender = await deliverer.deliver(_command("WHATSAPP"))
+    assert (no_sender.status, no_sender.reason, no_sender.detail) == (
+        "FAILED",
+        "no_channel",
+        "WHATSAPP: no sender",
+    )
+    recipient = {
+        "email": None,
+        "phone": None,
+        "push_token": None,
+        "locale": "en",
+        "timezone": "UTC",
+    }
+    dispatch = Dispatch.of(touchpoint_command(channels=["EMAIL"], recipient=recipient))
+    no_address = await deliverer.deliver(dispatch)
+    assert (no_address.reason, no_address.detail, no_address.attempts) == (
+        "no_channel",
+        "EMAIL: no address",
+        0,
+    )
+    assert email.calls == []

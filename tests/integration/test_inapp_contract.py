@@ -12,6 +12,7 @@ from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.journeys.model import Channel, Priority
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
+from pipeline.records import Dispatch
 from tests.integration.kafkatools import end_offsets, wait_for_new
 from tests.samples import T0, touchpoint_command
 
@@ -37,7 +38,7 @@ async def test_in_app_delivers_to_the_inbox_and_keeps_the_touchpoint_id(
         text="Our five-minute setup guide is in the app.",
         html=None,
         locale="en",
-        command=touchpoint_command(touchpoint_id="tp_inapp_contract"),
+        dispatch=Dispatch.of(touchpoint_command(touchpoint_id="tp_inapp_contract")),
     )
     outcome = await sender.send(message)
     assert isinstance(outcome, Delivered)

@@ -26,6 +26,8 @@ from pipeline.channels.email import (
 )
 from pipeline.clock import ManualClock
 from pipeline.journeys.model import Channel, Priority
+from pipeline.records import Dispatch
+from tests.samples import touchpoint_command
 
 NOW = datetime(2026, 3, 12, 9, 30, 5, tzinfo=UTC)
 LONG_LINE = "A line that goes on and on, far beyond seventy-eight characters, " * 3
@@ -46,7 +48,7 @@ def _message(**changes: object) -> Message:
         "text": "Thank you for your order.\nSee you soon.",
         "html": HTML,
         "locale": "en",
-        "command": {},
+        "dispatch": Dispatch.of(touchpoint_command()),
     }
     values.update(changes)
     return Message(**values)  # type: ignore[arg-type]
