@@ -25,7 +25,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -54,9 +54,6 @@ from pipeline.worker.statecache import StateCache
 log = logging.getLogger(__name__)
 
 DUE_NOTICE = RECORD_OF_TOPIC[TopicRole.DUE_NOTICES]
-TICK_SECONDS = 0.05  # the longest the scheduler sleeps before looking at the index again
-RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
-NOTICES_PER_TICK = 5000
 BATCH_MAX = 1000  # records decided together, whose commands are acknowledged together
 FEED_LIMIT = 4 * BATCH_MAX  # fetched records waiting beyond this: the fetcher waits
 STALL_SECONDS = 30.0  # records waiting on a partition where nothing moved this long: not ready
@@ -395,43 +392,35 @@ def create_app(
         ready["recovered"] = True
         log.info("due index rebuilt: %d customers with something pending", len(index))
 
-    async def send_due_notices() -> None:
-        last_lag = 0.0
-        while not app.should_stop:
-            metrics.pending_timers.set(len(index))
-            if time.monotonic() - last_lag >= 5.0:
-                last_lag = time.monotonic()
-                await measure_lag()
-            wake = index.next_wake()
-            pause = TICK_SECONDS if wake is None else clock.real_seconds_until(wake)
-            await asyncio.sleep(min(TICK_SECONDS, max(pause, 0.001)))
-            if app.rebalancing or app.in_recovery:
-                continue
-            try:
-                for customer, wake_ms, partition in index.take_due(
-                    clock.now(), RESEND_AFTER_SECONDS, NOTICES_PER_TICK
-                ):
-                    await publish_notice(customer, wake_ms, partition)
-            except Exception:  # the broker may be away for a while; an uncaught error ends the app
-                log.exception("could not send due-notices; trying again")
-
     async def publish_notice(customer: str, wake_ms: int, partition: int) -> None:
-        notice = {
-            "event_id": f"due:{customer}:{wake_ms}",
-            "customer_id": customer,
-            "occurred_at": datetime.fromtimestamp(wake_ms / 1000, UTC),
-        }
         # Straight to the producer, not through Faust's topic machinery (a burst of thousands
-        # falls due at once); a notice is built field by field here, so not checked strictly.
+        # falls due at once); a notice is built field by field, so not checked strictly.
         await publisher.send(
             due_topic_name,
-            value=schemas.encode(DUE_NOTICE, notice, strict=False),
+            value=schemas.encode(DUE_NOTICE, scheduler.due_notice(customer, wake_ms), strict=False),
             key=customer.encode("utf-8"),
             partition=partition,
         )
 
+    last_lag = {"at": 0.0}
+
+    async def every_round() -> None:
+        metrics.pending_timers.set(len(index))
+        if time.monotonic() - last_lag["at"] >= 5.0:
+            last_lag["at"] = time.monotonic()
+            await measure_lag()
+
+    notices = scheduler.DueNotices(
+        index,
+        clock,
+        publish_notice,
+        paused=lambda: bool(app.rebalancing or app.in_recovery),
+        stopping=lambda: bool(app.should_stop),
+        every_round=every_round,
+    )
+
     app.task(watchdog.guard("the journey loop", journeys))
-    app.task(watchdog.guard("the due-notice loop", send_due_notices))
+    app.task(watchdog.guard("the due-notice loop", notices.run))
     app.task(watchdog.guard("the offset committer", committer.run))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

@@ -7,8 +7,8 @@ a heap, so that finding what is due costs in proportion to what is due, never a 
 customer. The index is rebuilt from the table when partitions are assigned (after recovery), and
 updated by the agent after every decision.
 
-The loop does not touch the table (Faust forbids table writes outside stream iteration): for each
-customer that is due it publishes a DueNotice to the co-partitioned ``due-notices`` topic; the
+The loop (:class:`DueNotices`) does not touch the table: for each customer that is due it
+publishes a DueNotice to the co-partitioned ``due-notices`` topic; the
 agent consumes it in stream context, decides with a ``Wake`` and writes the state. A notice that
 is lost (a crash between send and processing) is re-sent: the entry stays in flight until the
 agent reports the customer's new wake-up, and a notice in flight too long is sent again.
@@ -16,11 +16,18 @@ agent reports the customer's new wake-up, and a notice in flight too long is sen
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import logging
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.clock import Clock
+
+log = logging.getLogger(__name__)
 
 # Table values are this 8-byte big-endian wake-up (UTC millis, -1 for none) followed by the state,
 # so the index can be rebuilt from the table without parsing any state.
@@ -126,3 +133,84 @@ class DueIndex:
             if self._wake.get(customer) == wake:
                 return
             heapq.heappop(self._heap)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+TICK_SECONDS = 0.05  # the longest the loop sleeps before looking at the index again
+RESEND_AFTER_SECONDS = 30.0  # a due-notice not acted on by then is sent again
+NOTICES_PER_TICK = 5000
+
+
+def due_notice(customer: str, wake_ms: int) -> dict[str, Any]:
+    """The DueNotice record for ``customer``'s wake-up at ``wake_ms`` (its ``occurred_at``,
+    from which the worker measures how late the wake-up was)."""
+    return {
+        "event_id": f"due:{customer}:{wake_ms}",
+        "customer_id": customer,
+        "occurred_at": datetime.fromtimestamp(wake_ms / 1000, UTC),
+    }
+
+
+class DueNotices:
+    """Sends a due-notice for every customer of ``index`` that comes due on ``clock``.
+
+    ``send(customer, wake_ms, partition)`` publishes one (to the due-notice partition of the
+    customer's state); ``paused()`` holds the loop while the worker rebalances or recovers (the
+    index is being rebuilt); ``stopping()`` ends it. A round that fails (the broker away) is
+    logged and the next round tries again: the notices it did not send are still due, and those
+    sent but never acted on are sent again after ``resend_after`` real seconds.
+    """
+
+    def __init__(
+        self,
+        index: DueIndex,
+        clock: Clock,
+        send: Callable[[str, int, int], Awaitable[None]],
+        *,
+        paused: Callable[[], bool] = lambda: False,
+        stopping: Callable[[], bool] = lambda: False,
+        every_round: Callable[[], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tick: float = TICK_SECONDS,
+        resend_after: float = RESEND_AFTER_SECONDS,
+        per_round: int = NOTICES_PER_TICK,
+    ) -> None:
+        self.index = index
+        self.clock = clock
+        self.send = send
+        self.paused = paused
+        self.stopping = stopping
+        self.every_round = every_round
+        self.sleep = sleep
+        self.tick = tick
+        self.resend_after = resend_after
+        self.per_round = per_round
+
+    async def run(self) -> None:
+        while not self.stopping():
+            if self.every_round is not None:
+                await self.every_round()
+            await self.sleep(self.pause())
+            await self.round()
+
+    def pause(self) -> float:
+        """Real seconds until the next wake-up is due, at most one tick (and at least 1 ms)."""
+        wake = self.index.next_wake()
+        pause = self.tick if wake is None else self.clock.real_seconds_until(wake)
+        return min(self.tick, max(pause, 0.001))
+
+    async def round(self) -> int:
+        """Send the notices due now; how many were sent (0 while paused or on a failure)."""
+        if self.paused():
+            return 0
+        sent = 0
+        try:
+            for customer, wake_ms, partition in self.index.take_due(
+                self.clock.now(), self.resend_after, self.per_round
+            ):
+                await self.send(customer, wake_ms, partition)
+                sent += 1
+        except Exception:  # the broker may be away for a while; an uncaught error ends the app
+            log.exception("could not send due-notices; trying again")
+        return sent
