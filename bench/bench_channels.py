@@ -24,12 +24,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.common import quick
+from bench.compat import message_command
 from pipeline import localkafka
 from pipeline.channels import ChannelSender, Delivered, Message, build_senders, http_client
 from pipeline.clock import SystemClock
 from pipeline.codec import SchemaSet
 from pipeline.journeys.model import Channel, Priority
-from pipeline.records import Dispatch
 from pipeline.sandbox.server import Sandbox, SandboxConfig
 from pipeline.topics import ensure_topics
 from tests.samples import touchpoint_command
@@ -67,7 +67,7 @@ async def _measure(
             text="Thank you for your order. " * 8,
             html="<p>Thank you for your order.</p>" * 8,
             locale="en",
-            dispatch=Dispatch.of(touchpoint_command(touchpoint_id=touchpoint)),
+            **message_command(touchpoint_command(touchpoint_id=touchpoint)),
         )
         async with gate:
             return isinstance(await sender.send(message), Delivered)

@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench.compat import load_journeys
 from bench.population import population
 from pipeline.intake import Admitted, SourceRecord
 from pipeline.journeys.engine import JourneyEngine
 from pipeline.journeys.model import CustomerState, Wake
-from pipeline.journeysfile import load_journeys
 from pipeline.names import RECORD_OF_TOPIC
 from pipeline.worker.convert import to_event
 from pipeline.worker.statecodec import decode_state, encode_state

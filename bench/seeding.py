@@ -5,7 +5,7 @@ machine; so a million customers, each waiting for a touchpoint, cost one pass of
 instead of a million events through the worker.
 
 Every value is what the worker itself would have stored: the journey engine decides a template
-customer's preferences and ORDER_PLACED, ``encode_state`` and ``scheduler.pack`` turn the state into
+customer's preferences and ORDER_PLACED, ``encode_state`` and ``pack`` turn the state into
 the table value. The ORDER_PLACED confirmation goes out at once; what stays pending is each later
 step (with the default journeys, ``not_shipped_watchdog``, due 48 h after the order). Customers are
 made in groups that share a due time; within a group only the customer id (and the touchpoint ids
@@ -28,15 +28,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 from aiokafka.partitioner import murmur2
 
+from bench.compat import load_journeys, pack
 from bench.population import _placed, _prefs
 from pipeline.config import Settings
 from pipeline.intake import Admitted, SourceRecord
 from pipeline.journeys.engine import JourneyEngine, touchpoint_id
 from pipeline.journeys.model import CustomerState, Event
-from pipeline.journeysfile import load_journeys
 from pipeline.names import CUSTOMERS_TABLE, RECORD_OF_TOPIC, TopicRole
 from pipeline.topics import admin_client
-from pipeline.worker import scheduler
 from pipeline.worker.convert import to_event
 from pipeline.worker.statecodec import encode_state
 
@@ -129,7 +128,7 @@ class StateMaker:
         """The table value of ``customer`` whose first pending touchpoint is due at ``due``,
         by a full run of the engine."""
         state = self.state(customer, due - self.delay)
-        return scheduler.pack(self.engine.next_wakeup(state), encode_state(state))
+        return pack(self.engine.next_wakeup(state), encode_state(state))
 
     def group(self, due: datetime) -> Group:
         return Group(self, due)
@@ -151,7 +150,7 @@ class Group:
         self.maker = maker
         self.due = due
         state = maker.state(TEMPLATE, due - maker.delay)
-        self.template = scheduler.pack(maker.engine.next_wakeup(state), encode_state(state))
+        self.template = pack(maker.engine.next_wakeup(state), encode_state(state))
         self.touchpoints: list[_Touchpoint] = []
         started = [scope for order in state.orders for scope in order.started]
         for pending in state.pending:

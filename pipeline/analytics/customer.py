@@ -37,8 +37,13 @@ from pipeline.money import format_minor
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.privacy import mask_address, mask_addresses_in
 from pipeline.topics import topic_partitions
-from pipeline.worker.scheduler import NO_WAKE, unpack_state, unpack_wake
-from pipeline.worker.statecodec import StateDecodeError, decode_state, encode_state
+from pipeline.worker.statecodec import (
+    NO_WAKE,
+    StateDecodeError,
+    decode_value,
+    encode_state,
+    unpack_wake,
+)
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -127,7 +132,7 @@ async def _look_up(settings: Settings, customer_id: str) -> CustomerView:
     if stored and stored[-1] is not None:
         latest = stored[-1]
         try:
-            state = decode_state(unpack_state(latest))
+            state = decode_value(latest)
             millis = unpack_wake(latest)
             wake = None if millis == NO_WAKE else _from_millis(millis)
         except (StateDecodeError, ValueError):

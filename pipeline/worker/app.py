@@ -50,6 +50,7 @@ from pipeline.worker.offsets import OffsetLedger
 from pipeline.worker.ordering import UNKNOWN_TIME, EventTimeOrder
 from pipeline.worker.processor import Batch, JourneyProcessor
 from pipeline.worker.statecache import StateCache
+from pipeline.worker.statecodec import unpack_wake
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +378,7 @@ def create_app(
                 continue  # standby data: another worker fires these customers
             for key, value in db.items():
                 if key != store.offset_key:
-                    yield key.decode("utf-8"), scheduler.unpack_wake(value), partition
+                    yield key.decode("utf-8"), unpack_wake(value), partition
 
     @table.on_recover
     async def rebuild_index() -> None:

@@ -50,7 +50,7 @@ from pipeline.records import Publisher
 from pipeline.worker import scheduler
 from pipeline.worker.convert import dispatch_record, outcome_record, to_event
 from pipeline.worker.statecache import StateCache
-from pipeline.worker.statecodec import decode_state, encode_state
+from pipeline.worker.statecodec import decode_value, encode_value
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class JourneyProcessor:
                 if stored is not None:
                     state = self.cache.get(key, stored)
                     if state is None:
-                        state = decode_state(scheduler.unpack_state(stored))
+                        state = decode_value(stored)
             decision = self.engine.decide(state, event, now)
             self.metrics.decision.observe(time.perf_counter() - started)
             outcome = "used" if decision.used else decision.note or "unused"
@@ -240,7 +240,7 @@ class JourneyProcessor:
                 # Encoded here, so that a state that cannot be stored dead-letters its record
                 # before any of the record's commands is queued.
                 wake = self.engine.next_wakeup(decision.state)
-                value = scheduler.pack(wake, encode_state(decision.state))
+                value = encode_value(wake, decision.state)
                 change = _Change(customer, decision.state, source, wake, value)
         except Exception as exc:
             log.exception("could not process %s", source.where)

@@ -19,33 +19,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.clock import Clock
+from pipeline.worker.statecodec import NO_WAKE
 
 log = logging.getLogger(__name__)
-
-# Table values are this 8-byte big-endian wake-up (UTC millis, -1 for none) followed by the state,
-# so the index can be rebuilt from the table without parsing any state.
-_WAKE = struct.Struct(">q")
-NO_WAKE = -1
-
-
-def pack(wake: datetime | None, state: bytes) -> bytes:
-    return _WAKE.pack(NO_WAKE if wake is None else int(wake.timestamp() * 1000)) + state
-
-
-def unpack_wake(value: bytes) -> int:
-    (millis,) = _WAKE.unpack_from(value)
-    return int(millis)
-
-
-def unpack_state(value: bytes) -> bytes:
-    return value[_WAKE.size :]
 
 
 class DueIndex:

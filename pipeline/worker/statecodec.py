@@ -1,5 +1,9 @@
 """A customer's journey state as bytes for the table (and its changelog), and back.
 
+A table value is the customer's next wake-up, 8 bytes in front (so that the due index is rebuilt
+from the table without reading any state), then the state: :func:`encode_value` and
+:func:`decode_value` are the whole format; :func:`unpack_wake` reads only the wake-up.
+
 JSON, versioned: readable when an operator has to look at a changelog record, and tolerant of code
 changes (fields are matched by name; a field added later takes its default, a field dropped later
 is ignored). Enums are their values, tuples lists, datetimes ISO 8601 with their UTC offset.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import struct
 import types
 import typing
 from collections.abc import Callable
@@ -40,6 +45,35 @@ Convert = Callable[[Any], Any]
 
 class StateDecodeError(ValueError):
     pass
+
+
+# Table values are this 8-byte big-endian wake-up (UTC millis, -1 for none) followed by the state,
+# so the index can be rebuilt from the table without parsing any state.
+_WAKE = struct.Struct(">q")
+NO_WAKE = -1
+
+
+def pack(wake: datetime | None, state: bytes) -> bytes:
+    return _WAKE.pack(NO_WAKE if wake is None else int(wake.timestamp() * 1000)) + state
+
+
+def unpack_wake(value: bytes) -> int:
+    (millis,) = _WAKE.unpack_from(value)
+    return int(millis)
+
+
+def unpack_state(value: bytes) -> bytes:
+    return value[_WAKE.size :]
+
+
+def encode_value(wake: datetime | None, state: CustomerState) -> bytes:
+    """The table value of ``state``, whose next wake-up is ``wake``."""
+    return pack(wake, encode_state(state))
+
+
+def decode_value(value: bytes) -> CustomerState:
+    """The state in a table value."""
+    return decode_state(unpack_state(value))
 
 
 def encode_state(state: CustomerState) -> bytes:

@@ -16,6 +16,7 @@ from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.worker import scheduler
 from pipeline.worker.processor import JourneyProcessor
 from pipeline.worker.statecache import StateCache
+from pipeline.worker.statecodec import unpack_state
 from tests.samples import T0, purchase
 from tests.support import settings_for, until
 from tests.unit.worker.doubles import DictTable
@@ -119,7 +120,7 @@ async def test_no_state_is_written_before_the_broker_has_the_commands(schemas: S
     await asyncio.wait_for(work, timeout=30)
     assert [topic for topic, _ in broker.records].count(DISPATCH) >= 1
     assert set(table.data) == {b"c1"}
-    state = scheduler.unpack_state(table.data[b"c1"])
+    state = unpack_state(table.data[b"c1"])
     assert b"order-1" in state
 
 
@@ -160,7 +161,7 @@ async def test_a_batch_begun_behind_an_open_one_decides_on_its_states(schemas: S
     await processor.finish(first, table)
     after_first = table.data[b"c1"]
     await processor.finish(second, table)
-    state = scheduler.unpack_state(table.data[b"c1"])
+    state = unpack_state(table.data[b"c1"])
     assert table.data[b"c1"] != after_first
     assert b"order-1" in state  # both orders' journeys, one state
     assert b"order-2" in state

@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 
 from pipeline.clock import ManualClock
-from pipeline.worker.scheduler import (
-    NO_WAKE,
-    DueIndex,
-    DueNotices,
-    due_notice,
-    pack,
-    unpack_state,
-    unpack_wake,
-)
+from pipeline.worker.scheduler import DueIndex, DueNotices, due_notice
+from pipeline.worker.statecodec import NO_WAKE, pack, unpack_state, unpack_wake
 
 T = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 MS = int(T.timestamp() * 1000)
