@@ -60,7 +60,7 @@ from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
 from pipeline.config import LocalBroker, Settings
 from pipeline.demo.children import Child, Children, ChildSpec
-from pipeline.demo.run import Ports, sandbox_channels
+from pipeline.demo.ports import Ports, sandbox_channels
 from pipeline.demo.watch import end_offsets, group_lag, wait_until
 from pipeline.names import COPARTITIONED_ROLES, RECORD_OF_TOPIC, TopicRole
 from pipeline.simulate.population import Plan, count_events, simulate

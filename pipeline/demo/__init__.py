@@ -25,6 +25,7 @@ The package, in the order a run uses it:
 - :mod:`.run`: the phases, from broker to report.
 """
 
-from pipeline.demo.run import DemoError, DemoOptions, run_demo
+from pipeline.demo.options import DemoError, DemoOptions
+from pipeline.demo.run import run_demo
 
 __all__ = ["DemoError", "DemoOptions", "run_demo"]

@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -43,19 +40,17 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import localkafka
-from pipeline.analytics.report import (
-    ReportData,
-    ReportFiles,
-    format_seconds,
-    summarize,
-    write_report,
-)
-from pipeline.analytics.uplift import Behaviour, Uplift, headlines, measure
+from pipeline.analytics.report import summarize, write_report
+from pipeline.analytics.uplift import Behaviour, measure
 from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
 from pipeline.config import Settings
 from pipeline.demo.children import Child, ChildError, Children, ChildSpec
+from pipeline.demo.display import Display
+from pipeline.demo.options import DemoError, DemoOptions
+from pipeline.demo.ports import Ports, choose_ports, sandbox_channels
 from pipeline.demo.runs import RunDir, delete_earlier_runs, demo_prefix
+from pipeline.demo.summary import Drained, build_summary, summary_lines
 from pipeline.demo.watch import (
     Follower,
     Offsets,
@@ -67,8 +62,6 @@ from pipeline.demo.watch import (
 from pipeline.journeysfile import JourneysFileError, load_journeys
 from pipeline.metrics import EVENTS
 from pipeline.names import COPARTITIONED_ROLES, TopicRole
-from pipeline.progress import Progress
-from pipeline.sandbox.server import SandboxConfig
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
 from pipeline.simulate.producer import produce
 from pipeline.topics import ensure_topics, topic_partitions
@@ -78,58 +71,6 @@ from pipeline.topics import ensure_topics, topic_partitions
 # passes without events, so a generous lead costs only waiting.
 CLOCK_LEAD_SECONDS = 10.0
 STOP_SECONDS = 30.0  # SIGTERM to SIGKILL, per child
-SANDBOX = SandboxConfig()
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run or went wrong; the message says what, where and what to do."""
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    customers: int = 400
-    days: float = 45.0
-    minutes: float = 2.0  # real minutes for the simulated span
-    seed: int = 42
-    startup_seconds: float = 90.0  # deadline for every child to be ready
-    drain_seconds: float = 90.0  # deadline for the pipeline to drain after the span
-
-    def check(self) -> None:
-        for name in ("customers", "days", "minutes", "startup_seconds", "drain_seconds"):
-            if not getattr(self, name) > 0:
-                option = "--" + name.replace("_", "-")
-                raise DemoError(f"{option} must be positive, got {getattr(self, name)}")
-
-    @property
-    def clock_factor(self) -> float:
-        """Simulated seconds per real second."""
-        return self.days * 86400.0 / (self.minutes * 60.0)
-
-
-@dataclass
-class Ports:
-    worker: int
-    senders: int
-    sandbox_http: int
-    sandbox_smtp: int
-    preferences: int = 6068
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def preferences_url(self) -> str:
-        return f"http://127.0.0.1:{self.preferences}"
-
-    @property
-    def sandbox_url(self) -> str:
-        return f"http://127.0.0.1:{self.sandbox_http}"
-
-    @property
-    def worker_metrics(self) -> str:
-        return f"http://127.0.0.1:{self.worker}/metrics"
-
-    @property
-    def senders_metrics(self) -> str:
-        return f"http://127.0.0.1:{self.senders}/metrics"
 
 
 def run_demo(
@@ -579,180 +520,6 @@ class Demo:
         )
 
 
-@dataclass(frozen=True)
-class Drained:
-    """How the drain went, and what the worker and senders said of themselves before stopping."""
-
-    complete: bool  # every event consumed, every dispatched touchpoint ended, all read
-    simulated_end: datetime  # the clock when the worker stopped: nothing was decided later
-    worker_events: dict[str, int]  # input records by outcome: used, duplicate, stale, ...
-    customers_scheduled: int  # customers with a touchpoint due after the run
-    sender_duplicates: int  # dispatch records the senders recognised as already ended
-
-
-_JOURNEY_COLUMNS = ("dispatched", "delivered", "failed", "suppressed", "expired")
-_JOURNEY_ROW = "{:>10}  {:>9}  {:>6}  {:>10}  {:>7}"
-
-
-class Display:
-    """The live view: the simulated clock, events produced, touchpoints and how they ended, and
-    on a terminal one row per journey (a log gets one summary line every few seconds)."""
-
-    def __init__(
-        self,
-        stream: TextIO,
-        plan: Plan,
-        events: int,
-        tally: Tally,
-        clock: AcceleratedClock,
-        scheduled: Mapping[str, int],
-    ) -> None:
-        self.progress = Progress(stream)
-        self.plan = plan
-        self.tally = tally
-        self.clock = clock
-        self.scheduled = scheduled
-        self.phase = "simulating"
-        self.produced = 0
-        self.closed = False
-        self.progress.line("clock", "")  # first row
-        self.hours = self.progress.bar("simulated hours", total=round(plan.days * 24))
-        self.events = self.progress.bar("events produced", total=events)
-        self.dispatched = self.progress.bar("dispatched")
-        self.delivered = self.progress.bar("delivered")
-        self.failed = self.progress.bar("failed")
-        self.suppressed = self.progress.bar("suppressed")
-        self.expired = self.progress.bar("expired")
-
-    def sent(self, event: SimEvent) -> None:
-        self.produced += 1
-
-    async def run(self) -> None:
-        while not self.closed:
-            self.render()
-            await asyncio.sleep(0.2)
-
-    def close(self) -> None:
-        """Draw the final state; the view changes no more."""
-        if not self.closed:
-            self.update()
-            self.closed = True
-            self.progress.close()
-
-    def render(self, force: bool = False) -> None:
-        if not self.closed:
-            self.update()
-            self.progress.render(force=force)
-
-    def update(self) -> None:
-        now = self.clock.now()
-        elapsed = (now - self.plan.start).total_seconds() / 86400.0
-        day = min(max(elapsed, 0.0), self.plan.days)
-        if elapsed < 0:
-            state = f"starts in {-elapsed * 86400 / self.clock.factor:.0f} s"
-        else:
-            state = f"day {min(int(day) + 1, math.ceil(self.plan.days))} of {self.plan.days:g}"
-        self.progress.line("clock", f"{now:%a %Y-%m-%d %H:%M} UTC, {state} ({self.phase})")
-        self.hours.set(int(day * 24))
-        self.events.set(self.produced)
-        totals = self.tally.totals()
-        self.dispatched.set(totals.dispatched)
-        self.delivered.set(totals.delivered)
-        self.failed.set(totals.failed)
-        self.suppressed.set(totals.suppressed)
-        self.expired.set(totals.expired)
-        self.progress.line(
-            "in flight",
-            f"{self.tally.in_flight} dispatched, no outcome yet; "
-            f"{self.scheduled.get('customers', 0)} customers with a touchpoint scheduled",
-        )
-        if self.progress.tty and self.tally.journeys:
-            self.progress.line("by journey", _JOURNEY_ROW.format(*_JOURNEY_COLUMNS))
-            for name in sorted(self.tally.journeys):
-                counts = self.tally.journeys[name]
-                # Indented: a journey may share a name with a row above ("delivered").
-                self.progress.line(
-                    f"  {name}",
-                    _JOURNEY_ROW.format(
-                        counts.dispatched,
-                        counts.delivered,
-                        counts.failed,
-                        counts.suppressed,
-                        counts.expired,
-                    ),
-                )
-
-
-# -- ports and channel settings --------------------------------------------------------------
-
-
-def choose_ports(settings: Settings, environ: Mapping[str, str]) -> Ports:
-    """The configured ports; a default one that is taken is replaced by a free one (and said so),
-    a port set explicitly that is taken is an error naming its variable."""
-    notes: list[str] = []
-
-    def pick(name: str, configured: int) -> int:
-        if _port_free(configured):
-            return configured
-        if environ.get(name, "").strip():
-            raise DemoError(
-                f"{name}={configured} is in use by another program: stop it, or set {name} to a "
-                "free port"
-            )
-        port = _free_port()
-        notes.append(f"port {configured} ({name}) is in use; using {port} instead")
-        return port
-
-    sandbox_http = int(environ.get("AFTERCARE_SANDBOX_HTTP_PORT", "").strip() or SANDBOX.http_port)
-    sandbox_smtp = int(environ.get("AFTERCARE_SANDBOX_SMTP_PORT", "").strip() or SANDBOX.smtp_port)
-    return Ports(
-        worker=pick("AFTERCARE_WORKER_PORT", settings.worker_port),
-        senders=pick("AFTERCARE_SENDERS_PORT", settings.senders_port),
-        sandbox_http=pick("AFTERCARE_SANDBOX_HTTP_PORT", sandbox_http),
-        sandbox_smtp=pick("AFTERCARE_SANDBOX_SMTP_PORT", sandbox_smtp),
-        preferences=pick("AFTERCARE_PREFERENCES_PORT", settings.preferences_port),
-        notes=notes,
-    )
-
-
-def sandbox_channels(ports: Ports) -> dict[str, str]:
-    """Channel settings that reach the sandbox on ``ports``, with its credentials."""
-    url = ports.sandbox_url
-    return {
-        "AFTERCARE_SMTP_HOST": "127.0.0.1",
-        "AFTERCARE_SMTP_PORT": str(ports.sandbox_smtp),
-        "AFTERCARE_SMTP_TLS": "none",
-        "AFTERCARE_SMTP_USERNAME": SANDBOX.smtp_username,
-        "AFTERCARE_SMTP_PASSWORD": SANDBOX.smtp_password,
-        "AFTERCARE_SMS_BASE_URL": f"{url}/twilio",
-        "AFTERCARE_SMS_ACCOUNT_SID": SANDBOX.sms_account_sid,
-        "AFTERCARE_SMS_AUTH_TOKEN": SANDBOX.sms_auth_token,
-        "AFTERCARE_WHATSAPP_BASE_URL": f"{url}/whatsapp",
-        "AFTERCARE_WHATSAPP_TOKEN": SANDBOX.whatsapp_token,
-        "AFTERCARE_PUSH_BASE_URL": f"{url}/fcm",
-        "AFTERCARE_PUSH_TOKEN": SANDBOX.push_token,
-        "AFTERCARE_WEBHOOK_URL": f"{url}/webhook/support",
-        "AFTERCARE_WEBHOOK_SECRET": SANDBOX.webhook_secret,
-    }
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 # -- what the children say about themselves -------------------------------------------------
 
 
@@ -780,211 +547,3 @@ async def _worker_events(url: str) -> dict[str, float]:
                 outcome = sample.labels.get("outcome", "unknown")
                 totals[outcome] = totals.get(outcome, 0.0) + sample.value
     return totals
-
-
-# -- the end: summary.json and the table ---------------------------------------------------
-
-
-def build_summary(
-    *,
-    run: RunDir,
-    settings: Settings,
-    options: DemoOptions,
-    plan: Plan,
-    events: int,
-    sent: int,
-    customers: int,
-    data: ReportData,
-    uplift: Uplift,
-    files: ReportFiles,
-    tally: Tally,
-    drained: Drained,
-    sandbox_counts: Mapping[str, Any],
-    ports: Ports,
-    timings: Mapping[str, float],
-    children: Mapping[str, Any],
-) -> dict[str, Any]:
-    journeys: dict[str, dict[str, int]] = {}
-    for row in data.steps:
-        counts = journeys.setdefault(row.journey, dict.fromkeys(_COLUMNS, 0))
-        for column in _COLUMNS:
-            counts[column] += getattr(row, column)
-    total = data.totals
-    accepted = {
-        channel: int(results.get("accepted", 0))
-        for channel, results in sandbox_counts.items()
-        if isinstance(results, dict)
-    }
-    return {
-        "run": {
-            "stamp": run.stamp,
-            "dir": str(run.path),
-            "topic_prefix": settings.topic_prefix,
-            "worker_id": settings.worker_id,
-            "senders_id": settings.senders_id,
-            "bootstrap_servers": settings.bootstrap_servers,
-        },
-        "options": {**asdict(options), "clock_factor": options.clock_factor},
-        "simulated": {
-            "start": plan.start.isoformat(),
-            "end": drained.simulated_end.isoformat(),
-            "days": round((drained.simulated_end - plan.start).total_seconds() / 86400.0, 3),
-        },
-        "wall_seconds": {name: round(value, 2) for name, value in timings.items()},
-        "events": {"customers": customers, "planned": events, "produced": sent},
-        "worker_events": drained.worker_events,
-        "customers_scheduled_after_the_run": drained.customers_scheduled,
-        "journeys": journeys,
-        "totals": {column: getattr(total, column) for column in _COLUMNS},
-        "delivered_by_channel": dict(data.delivered_by_channel),
-        "suppressed_by_reason": dict(sorted(tally.suppressed_by_reason.items())),
-        "expired_by_reason": dict(sorted(tally.expired_by_reason.items())),
-        "failed_by_reason": dict(sorted(tally.failed_by_reason.items())),
-        "duplicates_dropped": {
-            "input_events": drained.worker_events.get("duplicate", 0),
-            "dispatch_records_at_senders": drained.sender_duplicates,
-            "dispatch_records": data.duplicate_dispatches,
-            "outcome_records": data.duplicate_outcomes,
-        },
-        "undecodable_records": tally.undecodable,
-        "messages_per_customer_week": {
-            label: {"mean": round(load.mean, 3), "p99": load.p99, "max": load.max}
-            for label, load in (
-                ("as_sent", data.weekly),
-                ("without_digests", data.weekly_without_digests),
-            )
-        },
-        "uplift": {
-            "window_days": uplift.window.total_seconds() / 86400,
-            "steps": headlines(uplift),
-            "measurable": [row.verdict for row in uplift.rows if row.measurable],
-        },
-        "drained": drained.complete,
-        "sandbox": {
-            "url": ports.sandbox_url,
-            "outbox": str(run.outbox),
-            "accepted_by_channel": accepted,
-        },
-        "report": {
-            "markdown": str(files.markdown),
-            "html": str(files.html),
-            "charts": [str(path) for path in files.charts],
-        },
-        "metrics": {"worker": ports.worker_metrics, "senders": ports.senders_metrics},
-        "logs": {
-            name: str(run.log(name)) for name in ("sandbox", "senders", "preferences", "worker")
-        },
-        "children": dict(children),
-    }
-
-
-_COLUMNS = ("dispatched", "delivered", "failed", "suppressed", "expired", "in_flight")
-
-
-def summary_lines(summary: Mapping[str, Any], data: ReportData, clock_factor: float) -> list[str]:
-    headers = ("journey", *_COLUMNS)
-    rows = [
-        (name, *(str(counts[c]) for c in _COLUMNS))
-        for name, counts in sorted(summary["journeys"].items())
-    ]
-    total = ("total", *(str(summary["totals"][c]) for c in _COLUMNS))
-    widths = [max(len(row[i]) for row in [headers, *rows, total]) for i in range(len(headers))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [row[0].ljust(widths[0])] + [
-            cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)
-        ]
-        return "  ".join(cells)
-
-    rule = "  ".join("-" * width for width in widths)
-    simulated = summary["simulated"]
-    wall = summary["wall_seconds"]
-    duplicates = summary["duplicates_dropped"]
-    sandbox = summary["sandbox"]
-    lines = [
-        "",
-        f"Simulated {simulated['start'][:10]} to {simulated['end'][:10]} "
-        f"({simulated['days']:.1f} days) in {wall.get('total', 0):.0f} s of wall time; "
-        f"{summary['events']['produced']} events from {summary['events']['customers']} customers.",
-        "",
-        line(headers),
-        rule,
-        *(line(row) for row in rows),
-        rule,
-        line(total),
-        "",
-        "delivered by channel: "
-        + (
-            ", ".join(f"{k.lower()} {v}" for k, v in summary["delivered_by_channel"].items()) or "-"
-        ),
-        "suppressed by reason: "
-        + (", ".join(f"{k} {v}" for k, v in summary["suppressed_by_reason"].items()) or "-"),
-    ]
-    if summary["expired_by_reason"]:
-        lines.append(
-            "expired by reason: "
-            + ", ".join(f"{k} {v}" for k, v in summary["expired_by_reason"].items())
-        )
-    if summary["failed_by_reason"]:
-        lines.append(
-            "failed by reason: "
-            + ", ".join(f"{k} {v}" for k, v in summary["failed_by_reason"].items())
-        )
-    if data.latency:
-        lines.append(
-            "dispatch to acceptance, p95: "
-            + ", ".join(
-                f"{lat.channel.lower()} {format_seconds(lat.p95 / clock_factor)} s"
-                for lat in data.latency
-            )
-            + " (real time)"
-        )
-    lines += [
-        f"duplicates dropped: {duplicates['input_events']} input events (worker), "
-        f"{duplicates['dispatch_records_at_senders']} dispatch records (senders), "
-        f"{duplicates['outcome_records']} outcome records (report)",
-    ]
-    unused = [
-        f"{summary['worker_events'][outcome]} {what}"
-        for outcome, what in (
-            ("stale", "stale (older than what the worker already knew of the order)"),
-            ("dead_lettered", "dead-lettered (see the dead-letters topic)"),
-        )
-        if summary["worker_events"].get(outcome)
-    ]
-    if unused:
-        lines.append("input events the worker did not use: " + ", ".join(unused))
-    if summary["customers_scheduled_after_the_run"]:
-        lines.append(
-            f"{summary['customers_scheduled_after_the_run']} customers had touchpoints scheduled "
-            "after the simulated span (feedback, cross-sell, ...) when the worker stopped"
-        )
-    if not summary["drained"]:
-        lines.append(
-            f"not drained in time: {summary['totals']['in_flight']} touchpoints still in flight "
-            "when the run stopped"
-        )
-    weekly = summary["messages_per_customer_week"]
-    sent, alone = weekly["as_sent"], weekly["without_digests"]
-    lines.append(
-        f"messages per customer per week: mean {sent['mean']:.2f}, p99 {sent['p99']:g}, max "
-        f"{sent['max']} (without digests: mean {alone['mean']:.2f}, p99 {alone['p99']:g}, max "
-        f"{alone['max']})"
-    )
-    uplift = summary["uplift"]
-    if uplift["steps"]:
-        lines += ["", f"uplift against the holdout groups ({uplift['window_days']:g}-day window):"]
-        lines += [f"  {line}" for line in uplift["steps"]]
-    report = summary["report"]
-    lines += [
-        "",
-        f"report:         {report['html']}",
-        f"                {report['markdown']}",
-        f"outbox:         {sandbox['outbox']}",
-        f"                to browse it: AFTERCARE_SANDBOX_DB={sandbox['outbox']} "
-        "aftercare sandbox serve, then aftercare sandbox messages",
-        f"summary:        {Path(summary['run']['dir']) / 'summary.json'}",
-        f"metrics (live during the run): {summary['metrics']['worker']}, "
-        f"{summary['metrics']['senders']}",
-    ]
-    return lines

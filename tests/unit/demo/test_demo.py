@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.demo.run import DemoError, DemoOptions, Ports, sandbox_channels
+from pipeline.demo.options import DemoError, DemoOptions
+from pipeline.demo.ports import Ports, sandbox_channels
 from pipeline.demo.runs import RunDir, demo_prefix, run_stamp, stamp_of_topic
 from pipeline.demo.watch import Tally
 
