@@ -13,7 +13,10 @@ It comes in two halves, like the journey core and the worker:
 - :mod:`pipeline.simulate.population` is pure: :func:`~pipeline.simulate.population.simulate`
   turns a :class:`~pipeline.simulate.population.Plan` (customers, days, seed, start) into a lazy,
   time-ordered stream of Avro-ready input events. No Kafka, no clock, no I/O: the same plan gives
-  the same events, byte for byte, in any process, which is what tests and demos rely on.
+  the same events, byte for byte, in any process, which is what tests and demos rely on. Its
+  parts: :mod:`~pipeline.simulate.plan`, :mod:`~pipeline.simulate.world`,
+  :mod:`~pipeline.simulate.planner`, :mod:`~pipeline.simulate.beats` and
+  :mod:`~pipeline.simulate.render`.
 - :mod:`pipeline.simulate.producer` publishes such a stream to the input topics, as fast as it
   can, at a capped rate, or paced by a clock so that each event reaches Kafka when (simulated) time
   reaches it.
