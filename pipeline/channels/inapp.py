@@ -1,14 +1,18 @@
 """In-app messages: a record on the ``inbox`` topic, which the app backend reads.
 
 Kafka is the provider here: the message is delivered when the broker acknowledges it. The record's
-``event_id`` is the touchpoint id, so the app shows a message written twice only once.
+``event_id`` is the touchpoint id, so the app shows a message written twice only once. As for every
+channel: a broker away or slow to answer is retryable; a message it will never take (larger than
+it accepts) is permanent.
 """
 
 from __future__ import annotations
 
-from pipeline.channels.base import Delivered, Message, Retryable, SendResult
+from aiokafka.errors import MessageSizeTooLargeError
+
+from pipeline.channels.base import Delivered, Message, Permanent, Retryable, SendResult
 from pipeline.clock import Clock
-from pipeline.codec import SchemaSet
+from pipeline.codec import EncodeError, SchemaSet
 from pipeline.journeys.model import Channel
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.records import Publisher
@@ -42,11 +46,15 @@ class InAppSender:
             "expires_at": message.dispatch.expires_at,
         }
         try:
+            value = self._schemas.encode(INBOX, record)
+        except EncodeError as error:  # it will never be a message of the inbox
+            return Permanent(f"{self.provider}: {error}")
+        try:
             metadata = await self._publisher.send_and_wait(
-                self._topic,
-                value=self._schemas.encode(INBOX, record),
-                key=message.customer_id.encode("utf-8"),
+                self._topic, value=value, key=message.customer_id.encode("utf-8")
             )
+        except MessageSizeTooLargeError as error:  # the broker will never take it
+            return Permanent(f"{self.provider}: the message is too large for the broker: {error}")
         except Exception as error:  # aiokafka's errors: the broker is away; try again later
             return Retryable(f"{self.provider}: {type(error).__name__}: {error}")
         partition = getattr(metadata, "partition", "?")

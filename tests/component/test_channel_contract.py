@@ -1,11 +1,12 @@
 """One contract, every channel: what a ChannelSender promises, checked against the sandbox.
 
 Each channel runs against the provider sandbox over real sockets (SMTP for email, HTTP for SMS,
-WhatsApp, push and the webhook; the real broker for in-app). Every channel must: deliver and
-return the provider's id; keep the touchpoint id with the message; turn throttling and outages into
-retryable outcomes (with Retry-After when the provider gives one); turn rejections into permanent
-ones; and never raise. Channels whose provider takes an idempotency key must not store a retried
-send twice.
+WhatsApp, push and the webhook). In-app's provider is the broker: its contract runs on the real
+broker, in tests/integration/test_inapp_contract.py, clause for clause. Every channel must: deliver
+and return the provider's id; keep the touchpoint id with the message; turn throttling and outages
+into retryable outcomes (with Retry-After when the provider gives one); turn rejections into
+permanent ones; and never raise. Channels whose provider takes an idempotency key must not store a
+retried send twice.
 """
 
 from __future__ import annotations
