@@ -118,6 +118,17 @@ class WorkerMetrics:
             registry=r,
         )
 
+    def events_by_outcome(self) -> dict[str, int]:
+        """Input records handled so far by outcome (used, duplicate, stale, dead_lettered, ...),
+        all topics and types together: what the worker says of itself on its ready page."""
+        totals: dict[str, int] = {}
+        for family in self.events.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    outcome = sample.labels.get("outcome", "unknown")
+                    totals[outcome] = totals.get(outcome, 0) + int(sample.value)
+        return dict(sorted(totals.items()))
+
 
 def committed_offset_gauge(registry: CollectorRegistry) -> Gauge:
     return Gauge(

@@ -1,10 +1,12 @@
 """The deliveries report: pure aggregation of outcomes and dispatches, written as files.
 
-:func:`summarize` turns decoded ``DeliveryOutcome`` records (and, optionally, the
-``TouchpointCommand`` records of ``dispatch``) into a :class:`ReportData`; it does no I/O and reads
-no clock, so the ``aftercare run`` summary and tests can use it on any records. :func:`write_report`
-writes that data as Markdown, a self-contained HTML page and PNG charts; the same data always gives
-the same files (no generation time is written, charts carry no version metadata).
+:class:`Counting` counts decoded ``DeliveryOutcome`` records (and, optionally, the
+``TouchpointCommand`` records of ``dispatch``) as they come, each touchpoint once, and gives a
+:class:`ReportData`; :func:`summarize` does it for records at hand. Neither does I/O or reads a
+clock, so the ``aftercare run`` summary, its live view and tests can use them on any records.
+:func:`write_report` writes that data as Markdown, a self-contained HTML page and PNG charts; the
+same data always gives the same files (no generation time is written, charts carry no version
+metadata).
 
 How the numbers are counted:
 
@@ -59,6 +61,7 @@ class StepRow:
     in_flight: int = 0
     suppressed_by_reason: Mapping[str, int] = field(default_factory=dict)
     failed_by_reason: Mapping[str, int] = field(default_factory=dict)
+    expired_by_reason: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ended(self) -> int:
@@ -124,6 +127,110 @@ class ReportFiles:
 # -- aggregation -------------------------------------------------------------------------------
 
 
+class Counting:
+    """Touchpoints counted as their records come, each once: the one place outcomes and
+    dispatches are counted, for the report (:func:`summarize`) and for a live view of a run
+    (the demo's), which reads :meth:`by_journey` while records still arrive.
+
+    The first record of a touchpoint id wins; a later one is a duplicate (at-least-once delivery
+    writes some twice), and one that says another status is also counted as a conflict.
+    """
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Mapping[str, Any]] = {}  # the first, by touchpoint id
+        self.dispatches: dict[str, Mapping[str, Any]] = {}
+        self.duplicate_outcomes = 0
+        self.duplicate_dispatches = 0
+        self.conflicting_outcomes = 0  # a repeated outcome with another status (never, we hope)
+        self._counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self._reasons: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+        self._by_channel: Counter[str] = Counter()
+        self._waits: dict[str, list[float]] = defaultdict(list)
+
+    def add_outcome(self, outcome: Mapping[str, Any]) -> None:
+        touchpoint = outcome["touchpoint_id"]
+        first = self.outcomes.get(touchpoint)
+        if first is not None:
+            self.duplicate_outcomes += 1
+            if first["status"] != outcome["status"]:
+                self.conflicting_outcomes += 1
+            return
+        status = outcome["status"]
+        if status not in STATUSES:
+            raise ValueError(
+                f"touchpoint {touchpoint} has status {status!r}, not one of {', '.join(STATUSES)}"
+            )
+        self.outcomes[touchpoint] = outcome
+        key = (outcome["journey"], outcome["step"])
+        self._counts[key][status] += 1
+        if status in ("SUPPRESSED", "FAILED", "EXPIRED"):
+            self._reasons[(*key, status)][outcome.get("reason") or "unknown"] += 1
+        elif outcome.get("channel"):
+            channel = str(outcome["channel"])
+            self._by_channel[channel] += 1
+            accepted, sent = outcome.get("accepted_at"), outcome.get("dispatched_at")
+            if accepted is not None and sent is not None:
+                self._waits[channel].append(max((accepted - sent).total_seconds(), 0.0))
+
+    def add_dispatch(self, command: Mapping[str, Any]) -> None:
+        touchpoint = command["touchpoint_id"]
+        if touchpoint in self.dispatches:
+            self.duplicate_dispatches += 1
+            return
+        self.dispatches[touchpoint] = command
+        self._counts[(command["journey"], command["step"])]["dispatched"] += 1
+
+    @property
+    def in_flight(self) -> int:
+        """Dispatched touchpoints without an outcome yet."""
+        return sum(1 for touchpoint in self.dispatches if touchpoint not in self.outcomes)
+
+    def steps(self) -> tuple[StepRow, ...]:
+        """One row per journey step, sorted by journey, then step."""
+        in_flight: Counter[tuple[str, str]] = Counter(
+            (command["journey"], command["step"])
+            for touchpoint, command in self.dispatches.items()
+            if touchpoint not in self.outcomes
+        )
+        return tuple(
+            _row(key, self._counts[key], in_flight[key], self._reasons)
+            for key in sorted(self._counts)
+        )
+
+    def total(self) -> StepRow:
+        """Every step's row added up."""
+        return _total(self.steps())
+
+    def by_journey(self) -> dict[str, StepRow]:
+        """The steps' rows added up per journey."""
+        rows: dict[str, list[StepRow]] = defaultdict(list)
+        for row in self.steps():
+            rows[row.journey].append(row)
+        return {name: _total(steps, name) for name, steps in sorted(rows.items())}
+
+    def data(self, skipped: Iterable[str] = ()) -> ReportData:
+        """Everything counted so far, as the report shows it."""
+        steps = self.steps()
+        outcomes, dispatches = self.outcomes.values(), self.dispatches.values()
+        moments = [r["occurred_at"] for r in (*outcomes, *dispatches)]
+        return ReportData(
+            steps=steps,
+            totals=_total(steps),
+            delivered_by_channel=dict(sorted(self._by_channel.items())),
+            latency=tuple(
+                Latency(channel, len(values), *(quantile(sorted(values), q) for q in QUANTILES))
+                for channel, values in sorted(self._waits.items())
+            ),
+            weekly=_weekly(outcomes),
+            weekly_without_digests=_weekly(outcomes, count_digested=True),
+            duplicate_outcomes=self.duplicate_outcomes,
+            duplicate_dispatches=self.duplicate_dispatches,
+            first_at=min(moments, default=None),
+            last_at=max(moments, default=None),
+            skipped=tuple(skipped),
+        )
+
+
 def summarize(
     outcomes: Iterable[Mapping[str, Any]],
     dispatched: Iterable[Mapping[str, Any]] = (),
@@ -134,70 +241,12 @@ def summarize(
 
     ``skipped`` lists where undecodable records were found, to be shown in the report.
     """
-    seen_outcomes: dict[str, Mapping[str, Any]] = {}
-    duplicate_outcomes = 0
+    counting = Counting()
     for outcome in outcomes:
-        if outcome["touchpoint_id"] in seen_outcomes:
-            duplicate_outcomes += 1
-        else:
-            seen_outcomes[outcome["touchpoint_id"]] = outcome
-    seen_dispatches: dict[str, Mapping[str, Any]] = {}
-    duplicate_dispatches = 0
+        counting.add_outcome(outcome)
     for command in dispatched:
-        if command["touchpoint_id"] in seen_dispatches:
-            duplicate_dispatches += 1
-        else:
-            seen_dispatches[command["touchpoint_id"]] = command
-
-    counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    suppressed: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    failed: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    by_channel: Counter[str] = Counter()
-    waits: dict[str, list[float]] = defaultdict(list)
-    for outcome in seen_outcomes.values():
-        key = (outcome["journey"], outcome["step"])
-        status = outcome["status"]
-        if status not in STATUSES:
-            raise ValueError(
-                f"touchpoint {outcome['touchpoint_id']} has status {status!r}, not one of "
-                f"{', '.join(STATUSES)}"
-            )
-        counts[key][status] += 1
-        reason = outcome.get("reason") or "unknown"
-        if status == "SUPPRESSED":
-            suppressed[key][reason] += 1
-        elif status == "FAILED":
-            failed[key][reason] += 1
-        elif status == "DELIVERED" and outcome.get("channel"):
-            channel = str(outcome["channel"])
-            by_channel[channel] += 1
-            accepted, sent = outcome.get("accepted_at"), outcome.get("dispatched_at")
-            if accepted is not None and sent is not None:
-                waits[channel].append(max((accepted - sent).total_seconds(), 0.0))
-    for touchpoint, command in seen_dispatches.items():
-        key = (command["journey"], command["step"])
-        counts[key]["dispatched"] += 1
-        if touchpoint not in seen_outcomes:
-            counts[key]["in_flight"] += 1
-
-    steps = tuple(_row(key, counts[key], suppressed[key], failed[key]) for key in sorted(counts))
-    moments = [r["occurred_at"] for r in (*seen_outcomes.values(), *seen_dispatches.values())]
-    return ReportData(
-        steps=steps,
-        totals=_total(steps),
-        delivered_by_channel=dict(sorted(by_channel.items())),
-        latency=tuple(
-            Latency(channel, len(values), *(quantile(sorted(values), q) for q in QUANTILES))
-            for channel, values in sorted(waits.items())
-        ),
-        weekly=_weekly(seen_outcomes.values()),
-        weekly_without_digests=_weekly(seen_outcomes.values(), count_digested=True),
-        duplicate_outcomes=duplicate_outcomes,
-        duplicate_dispatches=duplicate_dispatches,
-        first_at=min(moments, default=None),
-        last_at=max(moments, default=None),
-        skipped=tuple(skipped),
-    )
+        counting.add_dispatch(command)
+    return counting.data(skipped)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
@@ -211,8 +260,14 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 
 
 def _row(
-    key: tuple[str, str], counts: Counter[str], suppressed: Counter[str], failed: Counter[str]
+    key: tuple[str, str],
+    counts: Counter[str],
+    in_flight: int,
+    reasons: Mapping[tuple[str, str, str], Counter[str]],
 ) -> StepRow:
+    def why(status: str) -> dict[str, int]:
+        return dict(sorted(reasons.get((*key, status), Counter()).items()))
+
     return StepRow(
         journey=key[0],
         step=key[1],
@@ -221,20 +276,23 @@ def _row(
         failed=counts["FAILED"],
         suppressed=counts["SUPPRESSED"],
         expired=counts["EXPIRED"],
-        in_flight=counts["in_flight"],
-        suppressed_by_reason=dict(sorted(suppressed.items())),
-        failed_by_reason=dict(sorted(failed.items())),
+        in_flight=in_flight,
+        suppressed_by_reason=why("SUPPRESSED"),
+        failed_by_reason=why("FAILED"),
+        expired_by_reason=why("EXPIRED"),
     )
 
 
-def _total(steps: Sequence[StepRow]) -> StepRow:
+def _total(steps: Sequence[StepRow], journey: str = "all journeys") -> StepRow:
     suppressed: Counter[str] = Counter()
     failed: Counter[str] = Counter()
+    expired: Counter[str] = Counter()
     for row in steps:
         suppressed.update(row.suppressed_by_reason)
         failed.update(row.failed_by_reason)
+        expired.update(row.expired_by_reason)
     return StepRow(
-        journey="all journeys",
+        journey=journey,
         step="",
         dispatched=sum(row.dispatched for row in steps),
         delivered=sum(row.delivered for row in steps),
@@ -244,6 +302,7 @@ def _total(steps: Sequence[StepRow]) -> StepRow:
         in_flight=sum(row.in_flight for row in steps),
         suppressed_by_reason=dict(sorted(suppressed.items())),
         failed_by_reason=dict(sorted(failed.items())),
+        expired_by_reason=dict(sorted(expired.items())),
     )
 
 

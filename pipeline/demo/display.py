@@ -77,7 +77,9 @@ class Display:
         self.progress.line("clock", f"{now:%a %Y-%m-%d %H:%M} UTC, {state} ({self.phase})")
         self.hours.set(int(day * 24))
         self.events.set(self.produced)
-        totals = self.tally.totals()
+        counting = self.tally.counting
+        journeys = counting.by_journey()
+        totals = counting.total()
         self.dispatched.set(totals.dispatched)
         self.delivered.set(totals.delivered)
         self.failed.set(totals.failed)
@@ -85,13 +87,12 @@ class Display:
         self.expired.set(totals.expired)
         self.progress.line(
             "in flight",
-            f"{self.tally.in_flight} dispatched, no outcome yet; "
+            f"{totals.in_flight} dispatched, no outcome yet; "
             f"{self.scheduled.get('customers', 0)} customers with a touchpoint scheduled",
         )
-        if self.progress.tty and self.tally.journeys:
+        if self.progress.tty and journeys:
             self.progress.line("by journey", _JOURNEY_ROW.format(*_JOURNEY_COLUMNS))
-            for name in sorted(self.tally.journeys):
-                counts = self.tally.journeys[name]
+            for name, counts in journeys.items():
                 # Indented: a journey may share a name with a row above ("delivered").
                 self.progress.line(
                     f"  {name}",

@@ -37,10 +37,9 @@ from typing import Any, TextIO
 
 import httpx
 from aiokafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import localkafka
-from pipeline.analytics.report import summarize, write_report
+from pipeline.analytics.report import write_report
 from pipeline.analytics.uplift import Behaviour, measure
 from pipeline.clock import AcceleratedClock
 from pipeline.codec import SchemaSet
@@ -60,7 +59,6 @@ from pipeline.demo.watch import (
     wait_until,
 )
 from pipeline.journeysfile import JourneysFileError, load_journeys
-from pipeline.metrics import EVENTS
 from pipeline.names import COPARTITIONED_ROLES, TopicRole
 from pipeline.simulate.population import Plan, SimEvent, count_events, simulate
 from pipeline.simulate.producer import produce
@@ -361,7 +359,7 @@ class Demo:
 
         # -- 6. report
         report_started = time.monotonic()
-        data = summarize(tally.outcome_records, tally.dispatch_records)
+        data = tally.counting.data()
         uplift = measure(tally.outcome_records, behaviour, tally.dispatch_records)
         title = f"Aftercare demo run {run.stamp}"
         files = await asyncio.to_thread(
@@ -498,7 +496,6 @@ class Demo:
                 caught_up = True
                 break
             await asyncio.sleep(0.25)
-        worker_events = await _worker_events(f"http://127.0.0.1:{settings.worker_port}/metrics")
         worker_ready = await _get_json(f"http://127.0.0.1:{settings.worker_port}/health/ready")
         simulated_end = clock.now()
         await children.get("worker").stop(STOP_SECONDS)
@@ -514,7 +511,7 @@ class Demo:
         return Drained(
             complete=caught_up and tally.in_flight == 0,
             simulated_end=simulated_end,
-            worker_events={name: int(value) for name, value in sorted(worker_events.items())},
+            worker_events=dict(worker_ready.get("events", {})),
             customers_scheduled=int(worker_ready.get("customers_due_later", 0)),
             sender_duplicates=int(senders_ready.get("duplicates", 0)),
         )
@@ -531,19 +528,3 @@ async def _get_json(url: str) -> dict[str, Any]:
     except (httpx.HTTPError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
-
-
-async def _worker_events(url: str) -> dict[str, float]:
-    """The worker's input records by outcome (used, duplicate, stale, dead_lettered)."""
-    try:
-        async with httpx.AsyncClient() as client:
-            answer = await client.get(url, timeout=5.0)
-    except httpx.HTTPError:
-        return {}
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            if sample.name == EVENTS:
-                outcome = sample.labels.get("outcome", "unknown")
-                totals[outcome] = totals.get(outcome, 0.0) + sample.value
-    return totals

@@ -85,9 +85,9 @@ def build_summary(
         "journeys": journeys,
         "totals": {column: getattr(total, column) for column in _COLUMNS},
         "delivered_by_channel": dict(data.delivered_by_channel),
-        "suppressed_by_reason": dict(sorted(tally.suppressed_by_reason.items())),
-        "expired_by_reason": dict(sorted(tally.expired_by_reason.items())),
-        "failed_by_reason": dict(sorted(tally.failed_by_reason.items())),
+        "suppressed_by_reason": dict(total.suppressed_by_reason),
+        "expired_by_reason": dict(total.expired_by_reason),
+        "failed_by_reason": dict(total.failed_by_reason),
         "duplicates_dropped": {
             "input_events": drained.worker_events.get("duplicate", 0),
             "dispatch_records_at_senders": drained.sender_duplicates,

@@ -1,152 +1,59 @@
 """What the demo counts, and how it reads it: ``dispatch`` and ``deliveries`` from the broker.
 
-:class:`Tally` is pure: it takes decoded ``TouchpointCommand`` and ``DeliveryOutcome`` records
-and keeps, per journey, how many touchpoints were dispatched and how each ended, counting every
-touchpoint once however often its record was written (at-least-once delivery means a record may
-be written twice; the touchpoint id says it is the same one). :class:`Follower` feeds it from the
-broker with one consumer outside any consumer group (it takes nothing from the pipeline's own
-groups), from the offsets the run started at, so that a run counts only its own records.
+:class:`Tally` is pure: it takes decoded ``TouchpointCommand`` and ``DeliveryOutcome`` records,
+keeps them, and counts every touchpoint once however often its record was written (at-least-once
+delivery means a record may be written twice; the touchpoint id says it is the same one), with the
+report's own counting, so that the live view and the summary cannot disagree with the report.
+:class:`Follower` feeds it from the broker with one consumer outside any consumer group (it takes
+nothing from the pipeline's own groups), from the offsets the run started at, so that a run counts
+only its own records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.analytics.report import Counting
 from pipeline.codec import DecodeError, SchemaSet
 from pipeline.config import Settings
 from pipeline.names import RECORD_OF_TOPIC, TopicRole
 from pipeline.topics import admin_client
 
 Offsets = dict[TopicPartition, int]
-STATUSES = ("DELIVERED", "FAILED", "SUPPRESSED", "EXPIRED")
-
-
-@dataclass
-class JourneyCounts:
-    """Touchpoints of one journey (or of all): dispatched to the senders, and how they ended.
-
-    SUPPRESSED and EXPIRED touchpoints are often decided by the worker without a dispatch, so
-    ``dispatched`` is not the sum of the outcomes.
-    """
-
-    dispatched: int = 0
-    delivered: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    expired: int = 0
-
-    @property
-    def ended(self) -> int:
-        return self.delivered + self.failed + self.suppressed + self.expired
-
-    def add(self, other: JourneyCounts) -> None:
-        self.dispatched += other.dispatched
-        self.delivered += other.delivered
-        self.failed += other.failed
-        self.suppressed += other.suppressed
-        self.expired += other.expired
-
-    def as_json(self) -> dict[str, int]:
-        return {
-            "dispatched": self.dispatched,
-            "delivered": self.delivered,
-            "failed": self.failed,
-            "suppressed": self.suppressed,
-            "expired": self.expired,
-        }
 
 
 @dataclass
 class Tally:
-    journeys: dict[str, JourneyCounts] = field(default_factory=dict)
-    dispatched: dict[str, dict[str, Any]] = field(default_factory=dict)  # by touchpoint id
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # the first, by touchpoint
-    # Every record as read, duplicates included, in offset order: what a report is made from.
+    """What the demo has read of ``dispatch`` and ``deliveries``: every record as read (duplicates
+    included, in offset order: what the report and the uplift are made from) and the touchpoints
+    counted once each, by the report's own :class:`~pipeline.analytics.report.Counting`, which
+    the live view reads as records come and the summary reads at the end."""
+
+    counting: Counting = field(default_factory=Counting)
     dispatch_records: list[dict[str, Any]] = field(default_factory=list)
     outcome_records: list[dict[str, Any]] = field(default_factory=list)
-    duplicate_dispatches: int = 0
-    duplicate_outcomes: int = 0
-    conflicting_outcomes: int = 0  # a repeated outcome that says something else (never, we hope)
     undecodable: int = 0
-    delivered_by_channel: Counter[str] = field(default_factory=Counter)
-    suppressed_by_reason: Counter[str] = field(default_factory=Counter)
-    expired_by_reason: Counter[str] = field(default_factory=Counter)
-    failed_by_reason: Counter[str] = field(default_factory=Counter)
-
-    def journey(self, name: str) -> JourneyCounts:
-        counts = self.journeys.get(name)
-        if counts is None:
-            counts = self.journeys[name] = JourneyCounts()
-        return counts
 
     def add_dispatch(self, record: Mapping[str, Any]) -> None:
-        self.dispatch_records.append(dict(record))
-        touchpoint = str(record["touchpoint_id"])
-        if touchpoint in self.dispatched:
-            self.duplicate_dispatches += 1
-            return
-        self.dispatched[touchpoint] = dict(record)
-        self.journey(str(record["journey"])).dispatched += 1
+        kept = dict(record)
+        self.dispatch_records.append(kept)
+        self.counting.add_dispatch(kept)
 
     def add_outcome(self, record: Mapping[str, Any]) -> None:
-        self.outcome_records.append(dict(record))
-        touchpoint = str(record["touchpoint_id"])
-        first = self.outcomes.get(touchpoint)
-        if first is not None:
-            self.duplicate_outcomes += 1
-            if first["status"] != record["status"]:
-                self.conflicting_outcomes += 1
-            return
-        self.outcomes[touchpoint] = dict(record)
-        counts = self.journey(str(record["journey"]))
-        status = str(record["status"])
-        reason = str(record.get("reason") or "unknown")
-        if status == "DELIVERED":
-            counts.delivered += 1
-            self.delivered_by_channel[str(record.get("channel") or "unknown")] += 1
-        elif status == "FAILED":
-            counts.failed += 1
-            self.failed_by_reason[reason] += 1
-        elif status == "SUPPRESSED":
-            counts.suppressed += 1
-            self.suppressed_by_reason[reason] += 1
-        elif status == "EXPIRED":
-            counts.expired += 1
-            self.expired_by_reason[reason] += 1
+        kept = dict(record)
+        self.outcome_records.append(kept)
+        self.counting.add_outcome(kept)
 
     @property
     def in_flight(self) -> int:
         """Dispatched touchpoints without an outcome yet."""
-        return sum(1 for touchpoint in self.dispatched if touchpoint not in self.outcomes)
-
-    def totals(self) -> JourneyCounts:
-        total = JourneyCounts()
-        for counts in self.journeys.values():
-            total.add(counts)
-        return total
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "journeys": {name: self.journeys[name].as_json() for name in sorted(self.journeys)},
-            "totals": {**self.totals().as_json(), "in_flight": self.in_flight},
-            "delivered_by_channel": dict(sorted(self.delivered_by_channel.items())),
-            "suppressed_by_reason": dict(sorted(self.suppressed_by_reason.items())),
-            "expired_by_reason": dict(sorted(self.expired_by_reason.items())),
-            "failed_by_reason": dict(sorted(self.failed_by_reason.items())),
-            "duplicates_dropped": {
-                "dispatch_records": self.duplicate_dispatches,
-                "outcome_records": self.duplicate_outcomes,
-            },
-            "conflicting_outcomes": self.conflicting_outcomes,
-            "undecodable_records": self.undecodable,
-        }
+        return self.counting.in_flight
 
 
 class Follower:

@@ -72,6 +72,7 @@ def add_pages(
                 1 for tp in app.assignor.assigned_actives() if tp.topic == first_input
             ),
             "customers_due_later": len(index),
+            "events": metrics.events_by_outcome(),
             "clock": clock.now().isoformat(),
         }
         return web.json(body, status=200 if is_ready else 503)

@@ -172,6 +172,11 @@ async def test_a_short_run_reports_what_the_topics_and_the_outbox_hold(
     assert summary["events"]["produced"] == summary["events"]["planned"] > 0
     assert summary["drained"] is True
     assert summary["totals"]["in_flight"] == 0
+    # What the worker said of itself (its ready page): every event produced was handled.
+    assert sum(summary["worker_events"].values()) >= summary["events"]["produced"]
+    assert summary["worker_events"]["used"] > 0
+    for status in ("suppressed", "failed", "expired"):  # each breakdown adds up to its column
+        assert sum(summary[f"{status}_by_reason"].values()) == summary["totals"][status]
 
     # The summary against the topics, each touchpoint counted once.
     outcomes = _first_by_touchpoint(await _records(demo_topics, TopicRole.DELIVERIES))

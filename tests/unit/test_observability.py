@@ -309,3 +309,13 @@ def test_the_runbooks_name_rows_the_dashboard_has() -> None:
 
     assert named, "no runbook names a dashboard row: is the pattern still right?"
     assert named <= titles
+
+
+def test_the_worker_says_how_many_input_records_ended_how_over_all_topics() -> None:
+    metrics = WorkerMetrics()
+    metrics.events.labels("purchases", "ORDER_PLACED", "used").inc(3)
+    metrics.events.labels("shipments", "SHIPPED", "used").inc()
+    metrics.events.labels("shipments", "SHIPPED", "stale").inc()
+    metrics.events.labels("purchases", "unknown", "dead_lettered").inc(2)
+    assert metrics.events_by_outcome() == {"dead_lettered": 2, "stale": 1, "used": 4}
+    assert WorkerMetrics().events_by_outcome() == {}

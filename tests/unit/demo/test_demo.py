@@ -9,15 +9,18 @@ from typing import Any
 
 import pytest
 
+from pipeline.analytics.report import summarize
 from pipeline.config import Settings
 from pipeline.demo.options import DemoError, DemoOptions
 from pipeline.demo.ports import Ports, sandbox_channels
 from pipeline.demo.runs import RunDir, demo_prefix, run_stamp, stamp_of_topic
 from pipeline.demo.watch import Tally
 
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
 
 def _dispatch(touchpoint: str, journey: str = "shipped") -> dict[str, Any]:
-    return {"touchpoint_id": touchpoint, "journey": journey, "step": "tracking"}
+    return {"touchpoint_id": touchpoint, "journey": journey, "step": "tracking", "occurred_at": AT}
 
 
 def _outcome(
@@ -34,6 +37,9 @@ def _outcome(
         "status": status,
         "channel": channel,
         "reason": reason,
+        "occurred_at": AT,
+        "customer_id": "cust-1",
+        "priority": "TRANSACTIONAL",
     }
 
 
@@ -44,11 +50,11 @@ def test_a_touchpoint_counts_once_however_often_its_records_were_written() -> No
     for record in (_outcome("a", "DELIVERED"), _outcome("a", "DELIVERED")):
         tally.add_outcome(record)
 
-    shipped = tally.journeys["shipped"]
+    shipped = tally.counting.by_journey()["shipped"]
     assert (shipped.dispatched, shipped.delivered) == (2, 1)
-    assert tally.duplicate_dispatches == 1
-    assert tally.duplicate_outcomes == 1
-    assert tally.conflicting_outcomes == 0
+    assert tally.counting.duplicate_dispatches == 1
+    assert tally.counting.duplicate_outcomes == 1
+    assert tally.counting.conflicting_outcomes == 0
     assert tally.in_flight == 1  # b has no outcome yet
     assert len(tally.dispatch_records) == 3  # the report sees what the topic holds
     assert len(tally.outcome_records) == 2
@@ -58,9 +64,9 @@ def test_the_first_outcome_wins_and_a_contradicting_repeat_is_counted() -> None:
     tally = Tally()
     tally.add_outcome(_outcome("a", "DELIVERED"))
     tally.add_outcome(_outcome("a", "FAILED", reason="provider_rejected"))
-    assert tally.journeys["shipped"].delivered == 1
-    assert tally.journeys["shipped"].failed == 0
-    assert tally.conflicting_outcomes == 1
+    assert tally.counting.by_journey()["shipped"].delivered == 1
+    assert tally.counting.by_journey()["shipped"].failed == 0
+    assert tally.counting.conflicting_outcomes == 1
 
 
 @pytest.mark.parametrize(
@@ -77,20 +83,25 @@ def test_each_status_has_its_column_and_its_breakdown(
 ) -> None:
     tally = Tally()
     tally.add_outcome(_outcome("a", status, journey="feedback", reason="why"))
-    assert getattr(tally.journeys["feedback"], column) == 1
-    assert getattr(tally.totals(), column) == 1
+    assert getattr(tally.counting.by_journey()["feedback"], column) == 1
+    assert getattr(tally.counting.total(), column) == 1
+    data = tally.counting.data()
+    breakdown = (
+        data.delivered_by_channel if status == "DELIVERED" else getattr(data.totals, by_reason)
+    )
     key = "EMAIL" if status == "DELIVERED" else "why"
-    assert getattr(tally, by_reason) == {key: 1}
+    assert breakdown == {key: 1}
 
 
-def test_totals_add_up_the_journeys_and_the_json_says_the_same() -> None:
+def test_totals_add_up_the_journeys_and_the_summary_says_the_same_as_the_live_view() -> None:
     tally = Tally()
     tally.add_dispatch(_dispatch("a", "shipped"))
     tally.add_dispatch(_dispatch("b", "delivered"))
     tally.add_outcome(_outcome("a", "DELIVERED", "shipped"))
     tally.add_outcome(_outcome("c", "SUPPRESSED", "education", channel=None, reason="no_consent"))
-    summary = tally.as_json()
-    assert summary["totals"] == {
+    live = tally.counting.total()
+    columns = ("dispatched", "delivered", "failed", "suppressed", "expired", "in_flight")
+    assert {c: getattr(live, c) for c in columns} == {
         "dispatched": 2,
         "delivered": 1,
         "failed": 0,
@@ -98,8 +109,10 @@ def test_totals_add_up_the_journeys_and_the_json_says_the_same() -> None:
         "expired": 0,
         "in_flight": 1,
     }
-    assert list(summary["journeys"]) == ["delivered", "education", "shipped"]
-    assert summary["suppressed_by_reason"] == {"no_consent": 1}
+    assert list(tally.counting.by_journey()) == ["delivered", "education", "shipped"]
+    assert live.suppressed_by_reason == {"no_consent": 1}
+    summary = summarize(tally.outcome_records, tally.dispatch_records)  # as a report would
+    assert tally.counting.data().totals == summary.totals == live
 
 
 def test_run_names_are_sortable_and_recognisable() -> None:
