@@ -43,52 +43,52 @@ class EventKind(StrEnum):
     APP_QUIET = "APP_QUIET"
 
 
-K = EventKind
+_K = EventKind  # short, for the tables below
 
 PURCHASE_KINDS = (
-    K.ORDER_PLACED,
-    K.PAYMENT_SUCCEEDED,
-    K.PAYMENT_FAILED,
-    K.ORDER_CANCELLED,
-    K.ORDER_REFUNDED,
+    _K.ORDER_PLACED,
+    _K.PAYMENT_SUCCEEDED,
+    _K.PAYMENT_FAILED,
+    _K.ORDER_CANCELLED,
+    _K.ORDER_REFUNDED,
 )
 SHIPMENT_KINDS = (
-    K.LABEL_CREATED,
-    K.SHIPPED,
-    K.OUT_FOR_DELIVERY,
-    K.DELIVERED,
-    K.DELAYED,
-    K.DELIVERY_FAILED,
-    K.RETURNED,
+    _K.LABEL_CREATED,
+    _K.SHIPPED,
+    _K.OUT_FOR_DELIVERY,
+    _K.DELIVERED,
+    _K.DELAYED,
+    _K.DELIVERY_FAILED,
+    _K.RETURNED,
 )
 APP_KINDS = (
-    K.APP_OPENED,
-    K.FEATURE_USED,
-    K.SETUP_COMPLETED,
-    K.PUSH_TOKEN_REGISTERED,
-    K.FEEDBACK_SUBMITTED,
-    K.SUPPORT_REQUESTED,
+    _K.APP_OPENED,
+    _K.FEATURE_USED,
+    _K.SETUP_COMPLETED,
+    _K.PUSH_TOKEN_REGISTERED,
+    _K.FEEDBACK_SUBMITTED,
+    _K.SUPPORT_REQUESTED,
 )
-APP_QUIET = K.APP_QUIET
+APP_QUIET = _K.APP_QUIET
 EVENT_KINDS = PURCHASE_KINDS + SHIPMENT_KINDS + APP_KINDS  # what an input event may be
 TRIGGERS = (*EVENT_KINDS, APP_QUIET)  # what may start a journey
 
 # How far a parcel has come: a stage reached is never left, so an event of a stage not above the
 # parcel's is old news.
 SHIPMENT_STAGES: dict[str, int] = {
-    K.LABEL_CREATED: 1,
-    K.SHIPPED: 2,
-    K.OUT_FOR_DELIVERY: 3,
-    K.DELIVERED: 4,
-    K.RETURNED: 5,
+    _K.LABEL_CREATED: 1,
+    _K.SHIPPED: 2,
+    _K.OUT_FOR_DELIVERY: 3,
+    _K.DELIVERED: 4,
+    _K.RETURNED: 5,
 }
-SHIPPED_STAGE = SHIPMENT_STAGES[K.SHIPPED]
-DELIVERED_STAGE = SHIPMENT_STAGES[K.DELIVERED]
+SHIPPED_STAGE = SHIPMENT_STAGES[_K.SHIPPED]
+DELIVERED_STAGE = SHIPMENT_STAGES[_K.DELIVERED]
 _NO_PARCEL_NEWS = max(SHIPMENT_STAGES.values()) + 1
 # Parcel news that moves no stage: news only while the parcel is on its way (before DELIVERED).
-NEWS_UNTIL_DELIVERED = frozenset({K.DELAYED, K.DELIVERY_FAILED})
+NEWS_UNTIL_DELIVERED = frozenset({_K.DELAYED, _K.DELIVERY_FAILED})
 # What ends an order: its pending touchpoints exit (as the journeys file's `exits:` says).
-CLOSING_KINDS = frozenset({K.ORDER_CANCELLED, K.ORDER_REFUNDED})
+CLOSING_KINDS = frozenset({_K.ORDER_CANCELLED, _K.ORDER_REFUNDED})
 # Every kind of app usage counts as activity (for the app-quiet watch).
 APP_ACTIVITY = frozenset(APP_KINDS)
 

@@ -18,6 +18,7 @@ from pipeline.journeys.model import (
     ContactUpdate,
     Event,
     LineItem,
+    Outcome,
     PreferencesErased,
     PreferencesEvent,
     PurchaseEvent,
@@ -120,6 +121,10 @@ def dispatch_record(command: SendTouchpoint, now: datetime) -> dict[str, Any]:
     }
 
 
+# The status of each way a touchpoint ends in the worker (a lookup, not an Enum call per record).
+_STATUS = {outcome: Status(outcome.value) for outcome in Outcome}
+
+
 def outcome_record(command: CancelTouchpoint, now: datetime) -> dict[str, Any]:
     """The DeliveryOutcome record for a touchpoint that ended in the worker, not sent."""
     touchpoint = command.touchpoint
@@ -130,7 +135,7 @@ def outcome_record(command: CancelTouchpoint, now: datetime) -> dict[str, Any]:
         step=touchpoint.step,
         order_id=touchpoint.order_id,
         priority=touchpoint.priority,
-        status=Status(command.outcome.value),
+        status=_STATUS[command.outcome],
         reason=command.reason,
         detail=command.detail or None,
         channel=None,
